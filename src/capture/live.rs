@@ -1,0 +1,1 @@
+//! Live capture: STUB in the skeleton commit.

@@ -1,0 +1,1 @@
+//! Offline capture files (skeleton).

@@ -1,0 +1,4 @@
+//! What the user reads: the table, JSON lines (EVE-style) and statistics.
+
+pub mod eve;
+pub mod table;

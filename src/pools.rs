@@ -1,0 +1,204 @@
+//! The registry of pool endpoints: what the user reads and what the blocker acts on.
+//!
+//! One record per (server endpoint, dialect). The same `IP:port` may carry two
+//! dialects (a pool that serves Stratum and HTTP getwork on one port), and the
+//! evidence for each is kept apart so that one cannot vouch for the other.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::time::Timestamp;
+
+/// How sure we are that an endpoint is a mining pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Only the client's side was seen: a mining request with no answer in the
+    /// protocol. Anyone can send such a request to any address.
+    Suspected,
+    /// The server answered in the protocol, or pushed work on its own.
+    Confirmed,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Suspected => "suspected",
+            Confidence::Confirmed => "confirmed",
+        }
+    }
+}
+
+/// Caps on one record, so a pool with a million clients stays one small record.
+pub const MAX_CLIENTS_PER_POOL: usize = 64;
+pub const MAX_METHODS_PER_POOL: usize = 32;
+/// Caps the registry itself; a flood of fake pools is counted, not stored.
+pub const DEFAULT_MAX_POOLS: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub server: SocketAddr,
+    pub dialect: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolRecord {
+    pub server: SocketAddr,
+    pub dialect: String,
+    pub confidence: Confidence,
+    pub methods: BTreeSet<String>,
+    pub agent: Option<String>,
+    pub login: Option<String>,
+    pub algo: Option<String>,
+    pub clients: BTreeSet<IpAddr>,
+    /// Clients beyond [`MAX_CLIENTS_PER_POOL`]: counted, not listed.
+    pub clients_dropped: u64,
+    pub flows: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// What one flow contributed; merged into the record of its pool.
+#[derive(Clone, Debug, Default)]
+pub struct Sighting {
+    pub methods: Vec<String>,
+    pub agent: Option<String>,
+    pub login: Option<String>,
+    pub algo: Option<String>,
+}
+
+/// A change worth telling the user about as it happens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolEventKind {
+    /// First sighting of this pool.
+    New,
+    /// A pool first seen as suspected has now been confirmed.
+    Confirmed,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolEvent {
+    pub kind: PoolEventKind,
+    pub pool: PoolRecord,
+}
+
+#[derive(Default)]
+pub struct PoolRegistry {
+    records: FxHashMap<PoolKey, PoolRecord>,
+    max_pools: usize,
+    /// Sightings of new pools refused because the registry was full.
+    pub dropped_full: u64,
+}
+
+impl PoolRegistry {
+    pub fn new(max_pools: usize) -> PoolRegistry {
+        PoolRegistry { records: FxHashMap::default(), max_pools, dropped_full: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, key: &PoolKey) -> Option<&PoolRecord> {
+        self.records.get(key)
+    }
+
+    /// Records sorted by server address then dialect, for stable output.
+    pub fn sorted(&self) -> Vec<&PoolRecord> {
+        let mut v: Vec<&PoolRecord> = self.records.values().collect();
+        v.sort_by(|a, b| (a.server, &a.dialect).cmp(&(b.server, &b.dialect)));
+        v
+    }
+
+    /// Merges one flow's evidence. Returns the event to report, if any: a
+    /// pool is reported when first seen and again when it becomes confirmed;
+    /// later sightings only move `last_seen`.
+    #[allow(clippy::too_many_arguments)] // each argument is one distinct fact of the sighting
+    pub fn observe(
+        &mut self,
+        server: SocketAddr,
+        dialect: &str,
+        client: IpAddr,
+        confidence: Confidence,
+        sighting: &Sighting,
+        new_flow: bool,
+        ts: Timestamp,
+    ) -> Option<PoolEvent> {
+        let key = PoolKey { server, dialect: dialect.to_string() };
+        let full = self.records.len() >= self.max_pools;
+        let rec = match self.records.get_mut(&key) {
+            Some(r) => r,
+            None if full => {
+                self.dropped_full += 1;
+                return None;
+            }
+            None => {
+                let rec = PoolRecord {
+                    server,
+                    dialect: dialect.to_string(),
+                    confidence,
+                    methods: BTreeSet::new(),
+                    agent: None,
+                    login: None,
+                    algo: None,
+                    clients: BTreeSet::new(),
+                    clients_dropped: 0,
+                    flows: 0,
+                    first_seen: ts,
+                    last_seen: ts,
+                };
+                self.records.insert(key.clone(), rec);
+                let rec = self.records.get_mut(&key).expect("just inserted");
+                merge(rec, client, sighting, new_flow, ts);
+                return Some(PoolEvent { kind: PoolEventKind::New, pool: rec.clone() });
+            }
+        };
+        let upgraded = confidence > rec.confidence;
+        if upgraded {
+            rec.confidence = confidence;
+        }
+        merge(rec, client, sighting, new_flow, ts);
+        upgraded.then(|| PoolEvent { kind: PoolEventKind::Confirmed, pool: rec.clone() })
+    }
+}
+
+fn merge(rec: &mut PoolRecord, client: IpAddr, s: &Sighting, new_flow: bool, ts: Timestamp) {
+    if new_flow {
+        rec.flows += 1;
+    }
+    if ts > rec.last_seen {
+        rec.last_seen = ts;
+    }
+    if ts < rec.first_seen {
+        rec.first_seen = ts;
+    }
+    if !rec.clients.contains(&client) {
+        if rec.clients.len() < MAX_CLIENTS_PER_POOL {
+            rec.clients.insert(client);
+        } else {
+            rec.clients_dropped += 1;
+        }
+    }
+    for m in &s.methods {
+        if rec.methods.len() < MAX_METHODS_PER_POOL {
+            rec.methods.insert(m.clone());
+        }
+    }
+    if rec.agent.is_none() {
+        rec.agent.clone_from(&s.agent);
+    }
+    if rec.login.is_none() {
+        rec.login.clone_from(&s.login);
+    }
+    if rec.algo.is_none() {
+        rec.algo.clone_from(&s.algo);
+    }
+}
