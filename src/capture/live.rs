@@ -25,8 +25,15 @@ use crate::decode::LinkType;
 use crate::time::Timestamp;
 
 /// How long one libpcap read waits for a packet before it returns, so the
-/// capture thread can look at its stop flag. 100 ms keeps shutdown prompt
-/// without waking an idle sensor more than ten times a second.
+/// capture thread can look at its stop flag and refresh its counters. 100 ms
+/// keeps that prompt without waking an idle sensor more than ten times a
+/// second.
+///
+/// Libpcap 1.10 on Linux does not honour this timeout while no packet
+/// arrives (its ring-buffer read polls again instead of returning), so the
+/// timeout alone cannot stop an idle thread. [`LiveCapture`] therefore also
+/// wakes the threads with `pcap_breakloop`, which interrupts a blocked read
+/// there; the timeout still serves platforms where it works.
 pub const READ_TIMEOUT_MS: i32 = 100;
 
 /// Packets the queue between the capture threads and the engine may hold.
@@ -267,6 +274,8 @@ pub struct LiveCapture {
     names: Vec<String>,
     shared: Vec<Arc<Shared>>,
     threads: Vec<JoinHandle<()>>,
+    /// One per thread: interrupts its blocked read (see [`READ_TIMEOUT_MS`]).
+    wakers: Vec<pcap::BreakLoop>,
     stop: Arc<AtomicBool>,
     budget: Arc<ByteBudget>,
 }
@@ -282,10 +291,12 @@ impl LiveCapture {
             names: sources.iter().map(|s| s.name.clone()).collect(),
             shared: Vec::new(),
             threads: Vec::new(),
+            wakers: Vec::new(),
             stop: stop.clone(),
             budget: budget.clone(),
         };
-        for (iface, source) in sources.into_iter().enumerate() {
+        for (iface, mut source) in sources.into_iter().enumerate() {
+            live.wakers.push(source.cap.breakloop_handle());
             let shared = Arc::new(Shared::default());
             live.shared.push(shared.clone());
             let worker = Worker {
@@ -352,7 +363,18 @@ impl LiveCapture {
         self.budget.release(bytes);
     }
 
-    /// Counters of every interface, as of the threads' last refresh.
+    /// Asks every capture thread to copy libpcap's counters into the shared
+    /// statistics now, even when its interface is quiet. The refresh happens
+    /// on the threads, a moment later.
+    pub fn request_stats(&self) {
+        for w in &self.wakers {
+            w.breakloop();
+        }
+    }
+
+    /// Counters of every interface, as of the threads' last refresh: at most
+    /// a second old while packets flow, and current shortly after
+    /// [`request_stats`](Self::request_stats).
     pub fn stats(&self) -> Vec<InterfaceStats> {
         self.names
             .iter()
@@ -378,6 +400,9 @@ impl LiveCapture {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            w.breakloop();
+        }
         // Closing first means no thread can be left waiting for room in a
         // full queue (see `Worker::run`); what is queued stays readable.
         self.rx.close();
@@ -422,6 +447,14 @@ impl Worker {
                     &self.budget,
                 ),
                 Err(pcap::Error::TimeoutExpired) => {}
+                // The pcap crate reports `PCAP_ERROR_BREAK`, the answer to a
+                // `pcap_breakloop` wake-up, under this name: either a stop
+                // (seen at the top of the loop) or a request for counters.
+                Err(pcap::Error::NoMorePackets) => {
+                    self.refresh_stats();
+                    last_refresh = Instant::now();
+                    continue;
+                }
                 Err(e) => break Some(pcap_message(&e)),
             }
             if last_refresh.elapsed() >= STATS_REFRESH {
