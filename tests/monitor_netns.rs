@@ -1,0 +1,310 @@
+//! `stratumguard monitor` on live interfaces, end to end.
+//!
+//! The tests build a private network: a "miner" and a "pool" namespace
+//! joined by a veth pair, with the sensor capturing on the miner's end. The
+//! peers are the `stratum_pool` and `stratum_miner` examples, which speak
+//! real Stratum v1 (and, for the negative cases, HTTP and a non-mining
+//! JSON-RPC service). Nothing leaves the namespaces. They need root, as CI
+//! runs them.
+
+mod netns;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netns::{example, require_root, run_bounded, stratumguard, Link, Netns, Proc};
+use serde_json::Value;
+
+/// A port no list of mining ports would hold, so detection cannot come from
+/// the port number.
+const STRATUM_PORT: u16 = 47123;
+const HTTP_PORT: u16 = 48080;
+const JSONRPC_PORT: u16 = 47124;
+
+/// How soon after the miner connects the pool must be reported.
+const DETECT_WITHIN: Duration = Duration::from_secs(5);
+/// Bound on any single wait for a process to start or answer.
+const STEP: Duration = Duration::from_secs(10);
+
+fn json(line: &str) -> Option<Value> {
+    serde_json::from_str(line).ok()
+}
+
+fn is_pool_event(v: &Value) -> bool {
+    v["event_type"] == "mining_pool"
+}
+
+fn is_stats(v: &Value) -> bool {
+    v["event_type"] == "stats"
+}
+
+/// The `capture` entry of a stats object for interface `name`.
+fn capture_of<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
+    stats["capture"].as_array()?.iter().find(|c| c["name"] == name)
+}
+
+fn start_server(link: &Link, mode: &str, port: u16) -> Proc {
+    let mut cmd = link.pool.command(&example("stratum_pool"));
+    cmd.args(["--listen", &format!("{}:{port}", link.pool_ip), "--mode", mode])
+        .args(["--run-secs", "60"]);
+    let mut p = Proc::spawn(&format!("{mode} server"), cmd);
+    let ready = p.stdout().wait_for(STEP, |l| l.contains("listening on"));
+    assert!(ready.is_some(), "{mode} server did not start\n{}", p.transcript());
+    p
+}
+
+fn client(link: &Link, mode: &str, port: u16) -> Command {
+    let mut cmd = link.miner.command(&example("stratum_miner"));
+    cmd.args(["--connect", &format!("{}:{port}", link.pool_ip), "--mode", mode]);
+    cmd
+}
+
+/// Runs one client exchange to completion and checks that it really took
+/// place, so that "no detection" cannot come from "no traffic".
+fn exchange(link: &Link, mode: &str, port: u16) {
+    let out = run_bounded(&format!("{mode} client"), client(link, mode, port), STEP);
+    assert!(
+        out.status.success(),
+        "{mode} exchange failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start_monitor(ns: &Netns, interfaces: &[&str], extra: &[&str]) -> Proc {
+    let mut cmd = ns.command(&stratumguard());
+    cmd.arg("monitor");
+    for i in interfaces {
+        cmd.args(["-i", i]);
+    }
+    // --duration is only a backstop: each test stops the monitor itself.
+    cmd.args(["--json", "--stats-interval", "1", "--duration", "90"]).args(extra);
+    let mut p = Proc::spawn("monitor", cmd);
+    for i in interfaces {
+        let wanted = format!("monitoring {i} ");
+        let ready = p.stderr().wait_for(STEP, |l| l.contains(&wanted));
+        assert!(ready.is_some(), "monitor did not start on {i}\n{}", p.transcript());
+    }
+    p
+}
+
+#[test]
+fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_rpc_are_not() {
+    if !require_root() {
+        return;
+    }
+    let link = Link::new(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events_path = dir.path().join("events.jsonl");
+    let _pool = start_server(&link, "stratum", STRATUM_PORT);
+    let _http = start_server(&link, "http", HTTP_PORT);
+    let _rpc = start_server(&link, "jsonrpc", JSONRPC_PORT);
+    let events_arg = events_path.to_str().expect("utf-8 temp path");
+    let mut monitor = start_monitor(&link.miner, &[&link.miner_if], &["--events", events_arg]);
+
+    // The look-alikes go first. The engine handles packets in capture order,
+    // so once the pool's detection (which comes later) is out, these flows
+    // have been fully inspected too.
+    exchange(&link, "http", HTTP_PORT);
+    exchange(&link, "jsonrpc", JSONRPC_PORT);
+
+    // The miner: detection must follow within seconds.
+    let started = Instant::now();
+    let mut miner = Proc::spawn("stratum miner", {
+        let mut c = client(&link, "stratum", STRATUM_PORT);
+        c.args(["--run-secs", "2"]);
+        c
+    });
+    let pool_ip = link.pool_ip.clone();
+    let detection = monitor.stdout().wait_for(DETECT_WITHIN, |l| {
+        json(l).is_some_and(|v| {
+            is_pool_event(&v)
+                && v["dest_ip"] == pool_ip.as_str()
+                && v["dest_port"] == STRATUM_PORT
+                && v["mining"]["confidence"] == "confirmed"
+        })
+    });
+    let took = started.elapsed();
+    let miner_status = miner.wait(STEP);
+    assert!(miner_status.success(), "the miner's session failed\n{}", miner.transcript());
+    let detection = detection.unwrap_or_else(|| {
+        panic!(
+            "pool {pool_ip}:{STRATUM_PORT} not reported confirmed within {DETECT_WITHIN:?}\n{}",
+            monitor.transcript()
+        )
+    });
+    let v = json(&detection).expect("detection is JSON");
+    assert_eq!(v["mining"]["dialect"], "stratum-v1", "{detection}");
+    assert!(took <= DETECT_WITHIN, "detection took {took:?}");
+
+    // A periodic stats line that counted the traffic.
+    let miner_if = link.miner_if.clone();
+    let stats = monitor.stdout().wait_for(Duration::from_secs(3), |l| {
+        json(l).is_some_and(|v| {
+            is_stats(&v)
+                && v["final"] == false
+                && capture_of(&v, &miner_if).is_some_and(|c| c["received"].as_u64() > Some(0))
+                && v["engine"]["packets"].as_u64() > Some(0)
+        })
+    });
+    assert!(stats.is_some(), "no stats line with packets counted\n{}", monitor.transcript());
+
+    // SIGTERM stops it cleanly, with final stats.
+    monitor.signal("TERM");
+    let status = monitor.wait(STEP);
+    let transcript = monitor.transcript();
+    assert_eq!(status.code(), Some(0), "monitor exit status\n{transcript}");
+    let stdout: Vec<Value> = monitor.stdout().all().iter().filter_map(|l| json(l)).collect();
+    let stderr = monitor.stderr().all().join("\n");
+
+    // Every pool event is about the Stratum pool; the HTTP server and the
+    // JSON-RPC service were never reported, and the pool at most twice (when
+    // new and when confirmed) although it pushed many jobs.
+    let pool_events: Vec<&Value> = stdout.iter().filter(|v| is_pool_event(v)).collect();
+    for ev in &pool_events {
+        assert_eq!(ev["dest_ip"], link.pool_ip.as_str(), "unexpected pool\n{transcript}");
+        assert_eq!(ev["dest_port"], STRATUM_PORT, "unexpected pool\n{transcript}");
+    }
+    assert!(
+        (1..=2).contains(&pool_events.len()),
+        "{} events for one pool\n{transcript}",
+        pool_events.len()
+    );
+
+    // The final stats, on stdout as JSON and on stderr as readable lines.
+    let last = stdout.iter().rev().find(|v| is_stats(v)).expect("a stats object");
+    assert_eq!(last["final"], true, "{transcript}");
+    let cap = capture_of(last, &link.miner_if).expect("stats for the interface");
+    assert!(cap["received"].as_u64() > Some(10), "{transcript}");
+    assert_eq!(cap["queue_dropped"], 0, "{transcript}");
+    let periodic = format!("stratumguard: stats: {}: ", link.miner_if);
+    let last_line = format!("stratumguard: final stats: {}: ", link.miner_if);
+    assert!(stderr.contains(&periodic), "no readable stats line\n{transcript}");
+    assert!(stderr.contains(&last_line), "no readable final stats\n{transcript}");
+    assert!(stderr.contains("SIGTERM received"), "{transcript}");
+
+    // The events file holds the detections, line for line.
+    let written = std::fs::read_to_string(&events_path).expect("events file");
+    let written: Vec<Value> = written.lines().map(|l| json(l).expect("JSON line")).collect();
+    let printed: Vec<Value> = pool_events.into_iter().cloned().collect();
+    assert_eq!(written, printed, "events file differs from stdout");
+}
+
+#[test]
+fn an_interface_that_disappears_is_reported_and_the_others_keep_capturing() {
+    if !require_root() {
+        return;
+    }
+    let link = Link::new(2);
+    // A second interface in the miner namespace that the test can remove.
+    let extra = format!("sgx{}", &link.miner_if[3..]);
+    let extra_peer = format!("sgy{}", &link.miner_if[3..]);
+    link.miner.ip(&["link", "add", &extra, "type", "veth", "peer", "name", &extra_peer]);
+    link.miner.ip(&["link", "set", &extra, "up"]);
+    link.miner.ip(&["link", "set", &extra_peer, "up"]);
+    let _http = start_server(&link, "http", HTTP_PORT);
+    let mut monitor = start_monitor(&link.miner, &[&link.miner_if, &extra], &[]);
+
+    // Remove one interface: the loss is reported by name.
+    link.miner.ip(&["link", "del", &extra]);
+    let gone = format!("interface {extra} stopped capturing");
+    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&gone));
+    assert!(reported.is_some(), "removal not reported\n{}", monitor.transcript());
+
+    // The other interface still captures: its count grows with new traffic.
+    let (miner_if, extra_name) = (link.miner_if.clone(), extra.clone());
+    let before = monitor
+        .stdout()
+        .wait_for(STEP, |l| {
+            json(l).is_some_and(|v| {
+                is_stats(&v) && capture_of(&v, &extra_name).is_some_and(|c| c["running"] == false)
+            })
+        })
+        .and_then(|l| capture_of(&json(&l)?, &miner_if)?["received"].as_u64())
+        .unwrap_or_else(|| panic!("no stats after the removal\n{}", monitor.transcript()));
+    exchange(&link, "http", HTTP_PORT);
+    let grew = monitor.stdout().wait_for(STEP, |l| {
+        json(l).is_some_and(|v| {
+            is_stats(&v)
+                && capture_of(&v, &miner_if).is_some_and(|c| {
+                    c["running"] == true && c["received"].as_u64() >= Some(before + 6)
+                })
+        })
+    });
+    assert!(grew.is_some(), "capture on {miner_if} stopped too\n{}", monitor.transcript());
+
+    // With the last interface gone, the monitor ends by itself, with stats.
+    link.miner.ip(&["link", "del", &link.miner_if]);
+    let status = monitor.wait(STEP);
+    let transcript = monitor.transcript();
+    assert_eq!(status.code(), Some(2), "{transcript}");
+    let stderr = monitor.stderr().all().join("\n");
+    assert!(stderr.contains("every interface stopped capturing"), "{transcript}");
+    assert!(stderr.contains(&format!("final stats: {miner_if}: ")), "{transcript}");
+}
+
+/// Runs `stratumguard ARGS` (in `ns` when given) and returns its exit code
+/// and stderr.
+fn run_monitor_expecting_failure(ns: Option<&Netns>, pre: &[&str], args: &[&str]) -> (i32, String) {
+    let mut cmd = match ns {
+        Some(ns) => ns.command(&stratumguard()),
+        None if pre.is_empty() => Command::new(stratumguard()),
+        None => {
+            let mut c = Command::new(pre[0]);
+            c.args(&pre[1..]).arg(stratumguard());
+            c
+        }
+    };
+    cmd.arg("monitor").args(args).args(["--duration", "5"]);
+    let out = run_bounded("monitor", cmd, STEP);
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn assert_one_line_error(code: i32, stderr: &str, expected: &[&str]) {
+    assert_eq!(code, 2, "exit status; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line expected, got:\n{stderr}");
+    assert!(stderr.starts_with("stratumguard: error: "), "{stderr}");
+    for e in expected {
+        assert!(stderr.contains(e), "{e:?} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_interface_exits_2_with_one_line_naming_it() {
+    let (code, stderr) = run_monitor_expecting_failure(None, &[], &["-i", "does-not-exist"]);
+    assert_one_line_error(code, &stderr, &["no such interface: does-not-exist"]);
+}
+
+#[test]
+fn a_bpf_filter_that_does_not_compile_exits_2_naming_the_filter() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new(format!("sg-bpf-{}", netns::unique_tag()));
+    let (code, stderr) =
+        run_monitor_expecting_failure(Some(&ns), &[], &["-i", "lo", "--bpf", "tcp port"]);
+    assert_one_line_error(code, &stderr, &["BPF filter \"tcp port\" does not compile"]);
+}
+
+#[test]
+fn an_interface_that_is_down_exits_2_saying_to_bring_it_up() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new(format!("sg-down-{}", netns::unique_tag()));
+    ns.ip(&["link", "set", "lo", "down"]);
+    let (code, stderr) = run_monitor_expecting_failure(Some(&ns), &[], &["-i", "lo"]);
+    assert_one_line_error(code, &stderr, &["interface lo is down", "ip link set lo up"]);
+}
+
+#[test]
+fn capturing_without_cap_net_raw_exits_2_naming_the_capability() {
+    if !require_root() {
+        return;
+    }
+    // setpriv drops to an unprivileged user with no capabilities at all.
+    let pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let (code, stderr) = run_monitor_expecting_failure(None, &pre, &["-i", "lo"]);
+    assert_one_line_error(code, &stderr, &["no permission to capture on lo", "CAP_NET_RAW"]);
+}
