@@ -2,9 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::capture_file::Format;
-use crate::messages::{cryptonote, eth, v1, Filler};
-use crate::tcp_flow::{Capture, Dir, Flow, Link};
+use super::capture_file::Format;
+use super::messages::{cryptonote, eth, v1, Filler};
+use super::tcp_flow::{Capture, Dir, Flow, Link};
 
 use Dir::{ToClient, ToServer};
 

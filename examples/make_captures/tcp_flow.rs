@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use etherparse::{ip_number, VlanId};
 use etherparse::{IpHeaders, Ipv4Header, Ipv6Header, LinuxSllPacketType, PacketBuilder, TcpHeader};
 
-use crate::capture_file::Record;
+use super::capture_file::Record;
 
 /// The link layer every packet of one capture is framed in.
 #[derive(Clone, Copy, Debug)]
