@@ -57,10 +57,6 @@ fn expected_tsv(case: &cases::Crafted, ext: &str) -> String {
     out
 }
 
-#[allow(
-    dead_code,
-    reason = "the reproducibility test includes this file as a module and calls write_all only"
-)]
 fn main() -> io::Result<()> {
     let dir = match std::env::args_os().nth(1) {
         Some(d) => PathBuf::from(d),

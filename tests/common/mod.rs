@@ -148,7 +148,7 @@ impl Analysis {
 
     /// Context for a failure message: the command, exit status and stderr.
     pub fn context(&self) -> String {
-        let mut s = format!("command: {}\nexit status: {}\n", self.command, self.status);
+        let mut s = format!("command: {}\n{}\n", self.command, self.status);
         if !self.garbage.is_empty() {
             s.push_str(&format!(
                 "stdout lines that are not JSON objects: {:?}\n",
