@@ -249,7 +249,15 @@ impl Engine {
 
             if session.changed {
                 session.changed = false;
-                let id = report(&mut self.pools, &mut self.events, &self.sigs, &key, flow.pool, session, ts);
+                let id = report(
+                    &mut self.pools,
+                    &mut self.events,
+                    &self.sigs,
+                    &key,
+                    flow.pool,
+                    session,
+                    ts,
+                );
                 flow.pool = flow.pool.or(id);
             }
 
@@ -338,13 +346,23 @@ fn report(
     session: &mut Session,
     ts: Timestamp,
 ) -> Option<PoolId> {
-    let (Some(conf), Some(client), Some(dialect)) = (session.confidence, session.client, session.dialect) else {
+    let (Some(conf), Some(client), Some(dialect)) =
+        (session.confidence, session.client, session.dialect)
+    else {
         return None;
     };
     let server = key.endpoint(client.other());
     let client_ip = key.endpoint(client).ip();
     let name = &sigs.dialects[dialect].name;
-    let (id, event) = pools.observe(server, name, client_ip, conf, &session.sighting, counted.is_none(), ts);
+    let (id, event) = pools.observe(
+        server,
+        name,
+        client_ip,
+        conf,
+        &session.sighting,
+        counted.is_none(),
+        ts,
+    );
     events.extend(event);
     session.sighting.methods.clear();
     id
