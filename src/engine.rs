@@ -29,7 +29,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(_cfg: EngineConfig, sigs: Arc<SignatureSet>) -> Engine {
-        Engine { stats: Stats::default(), pools: PoolRegistry::new(1), events: Vec::new(), _sigs: sigs }
+        Engine {
+            stats: Stats::default(),
+            pools: PoolRegistry::new(1),
+            events: Vec::new(),
+            _sigs: sigs,
+        }
     }
 
     /// Feeds one captured packet. `wire_len` is the packet's length on the wire,
