@@ -552,6 +552,10 @@ impl Blocker {
     pub fn apply(&mut self) -> Result<Plan, BlockError> {
         let now = (self.clock)();
         self.state.expire(now);
+        let evicted = self.state.enforce_cap(self.max);
+        if evicted > 0 {
+            tracing::warn!(evicted, max = self.max, "blocklist over its cap: least recently seen dropped");
+        }
         let desired = self.desired(now);
         let plan = self.backend.plan(&desired)?;
         if !self.dry_run {

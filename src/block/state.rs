@@ -312,6 +312,20 @@ impl State {
         Ok(Some(oldest))
     }
 
+    /// Evicts least recently seen detected entries until at most `max`
+    /// remain (a lowered `--block-max`, or a hand-edited file). Returns how
+    /// many went; they are counted in `dropped_over_cap`.
+    pub fn enforce_cap(&mut self, max: usize) -> usize {
+        let mut n = 0;
+        while self.entries.len() > max {
+            let Some(&(_, oldest)) = self.by_renewed.iter().next() else { break };
+            self.remove(&oldest);
+            self.dropped_over_cap += 1;
+            n += 1;
+        }
+        n
+    }
+
     /// Adds or renews a detected pool. `template` carries the why; its
     /// times are set here from `now` and `ttl` (`None`: permanent).
     pub fn upsert_detected(
@@ -486,6 +500,18 @@ mod tests {
         // The survivors are the most recently seen.
         assert!(s.get(&"10.0.39.15/32".parse().unwrap()).is_some());
         assert!(s.get(&"10.0.0.0/32".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_lowered_cap_evicts_the_least_recently_seen_entries() {
+        let mut s = State::default();
+        for i in 0..10u64 {
+            s.upsert_detected(detected(&format!("192.0.2.{i}/32")), i, None, 100);
+        }
+        assert_eq!(s.enforce_cap(4), 6);
+        assert_eq!(s.len(), 4);
+        assert!(s.get(&"192.0.2.9/32".parse().unwrap()).is_some());
+        assert!(s.get(&"192.0.2.5/32".parse().unwrap()).is_none());
     }
 
     #[test]
