@@ -91,6 +91,15 @@ pub(crate) fn malformed(path: &Path, e: &serde_json::Error) -> BlockError {
 /// new ones, never a mix: temporary file in the same directory, fsync,
 /// rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlockError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with the contents streamed by `fill` (through a
+/// buffer) rather than held in memory whole.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), BlockError> {
     let io = |e| BlockError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -105,8 +114,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlockError> {
         .map_or("file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
 
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
+    let f = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = std::io::BufWriter::new(f);
+    fill(&mut w).map_err(io)?;
+    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
     f.sync_all().map_err(io)?;
     drop(f);
 
@@ -554,7 +565,11 @@ impl Blocker {
         self.state.expire(now);
         let evicted = self.state.enforce_cap(self.max);
         if evicted > 0 {
-            tracing::warn!(evicted, max = self.max, "blocklist over its cap: least recently seen dropped");
+            tracing::warn!(
+                evicted,
+                max = self.max,
+                "blocklist over its cap: least recently seen dropped"
+            );
         }
         let desired = self.desired(now);
         let plan = self.backend.plan(&desired)?;

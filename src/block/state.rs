@@ -9,9 +9,11 @@
 //! Times are Unix seconds on the wall clock: firewall timeouts run on the
 //! wall clock, whatever the clock of the capture that produced a detection.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
@@ -150,14 +152,14 @@ pub fn parse_port_list(s: &str) -> Result<Vec<PortRange>, String> {
 /// The file form: entries as a list so the file reads top to bottom.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFile {
+struct StateFile<'a> {
     version: u32,
     #[serde(default)]
     dropped_over_cap: u64,
     #[serde(default)]
     ports: BTreeSet<PortRange>,
     #[serde(default)]
-    entries: Vec<Entry>,
+    entries: Vec<Cow<'a, Entry>>,
 }
 
 /// What happened to a detected pool offered to the state.
@@ -219,7 +221,8 @@ impl State {
             dropped_over_cap: file.dropped_over_cap,
             ..State::default()
         };
-        for (i, mut e) in file.entries.into_iter().enumerate() {
+        for (i, e) in file.entries.into_iter().enumerate() {
+            let mut e = e.into_owned();
             e.net = e.net.trunc();
             if state.entries.contains_key(&e.net) {
                 return Err(BlockError::Invalid {
@@ -241,19 +244,23 @@ impl State {
     /// concurrent writer's file, and two writers racing (a running monitor
     /// and a `block add`) is itself not arbitrated yet: the last to write wins.
     pub fn save(&self, path: &Path) -> Result<(), BlockError> {
-        let mut text = self.to_json();
-        text.push('\n');
-        super::write_atomic(path, text.as_bytes())
+        super::write_atomic_with(path, |w| {
+            serde_json::to_writer_pretty(&mut *w, &self.file_form())?;
+            w.write_all(b"\n")
+        })
     }
 
-    pub fn to_json(&self) -> String {
-        let file = StateFile {
+    fn file_form(&self) -> StateFile<'_> {
+        StateFile {
             version: STATE_VERSION,
             dropped_over_cap: self.dropped_over_cap,
             ports: self.ports.clone(),
-            entries: self.entries.values().cloned().collect(),
-        };
-        serde_json::to_string_pretty(&file).expect("state serialises")
+            entries: self.entries.values().map(Cow::Borrowed).collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.file_form()).expect("state serialises")
     }
 
     pub fn len(&self) -> usize {
@@ -318,7 +325,9 @@ impl State {
     pub fn enforce_cap(&mut self, max: usize) -> usize {
         let mut n = 0;
         while self.entries.len() > max {
-            let Some(&(_, oldest)) = self.by_renewed.iter().next() else { break };
+            let Some(&(_, oldest)) = self.by_renewed.iter().next() else {
+                break;
+            };
             self.remove(&oldest);
             self.dropped_over_cap += 1;
             n += 1;

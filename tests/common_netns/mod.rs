@@ -31,7 +31,10 @@ pub struct Lab {
 }
 
 fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -79,14 +82,40 @@ impl Lab {
         };
         sh(&["ip", "netns", "add", &server]);
         // veth names are limited to 15 characters.
-        let (vc, vs) = (format!("sgc{}x{n}", pid % 100_000), format!("sgs{}x{n}", pid % 100_000));
-        sh(&["ip", "link", "add", &vc, "netns", &lab.client, "type", "veth", "peer", "name", &vs, "netns", &server]);
+        let (vc, vs) = (
+            format!("sgc{}x{n}", pid % 100_000),
+            format!("sgs{}x{n}", pid % 100_000),
+        );
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &vc,
+            "netns",
+            &lab.client,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vs,
+            "netns",
+            &server,
+        ]);
         for (ns, dev, addrs) in [
-            (&lab.client, &vc, vec![format!("{CLIENT4}/24"), format!("{CLIENT6}/64")]),
+            (
+                &lab.client,
+                &vc,
+                vec![format!("{CLIENT4}/24"), format!("{CLIENT6}/64")],
+            ),
             (
                 &server,
                 &vs,
-                vec![format!("{POOL4}/24"), format!("{OTHER4}/24"), format!("{POOL6}/64"), format!("{OTHER6}/64")],
+                vec![
+                    format!("{POOL4}/24"),
+                    format!("{OTHER4}/24"),
+                    format!("{POOL6}/64"),
+                    format!("{OTHER6}/64"),
+                ],
             ),
         ] {
             for a in &addrs {
@@ -110,7 +139,10 @@ impl Lab {
         // Wait until the server answers on both families.
         let start = Instant::now();
         while !(lab.connects(POOL4) && lab.connects(POOL6)) {
-            assert!(start.elapsed() < Duration::from_secs(10), "lab server never came up");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "lab server never came up"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         lab
@@ -122,7 +154,15 @@ impl Lab {
     /// in well under a millisecond otherwise.
     pub fn connects(&self, addr: &str) -> bool {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.client, "python3", "-c", CLIENT_PY, addr])
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "python3",
+                "-c",
+                CLIENT_PY,
+                addr,
+            ])
             .output()
             .expect("client");
         String::from_utf8_lossy(&out.stdout).trim() == "ok"
@@ -143,7 +183,12 @@ impl Lab {
     /// Runs stratumguard inside the client namespace, arguments as given.
     pub fn sg_raw(&self, args: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", &self.client, env!("CARGO_BIN_EXE_stratumguard")])
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                env!("CARGO_BIN_EXE_stratumguard"),
+            ])
             .args(args)
             .output()
             .expect("stratumguard")
