@@ -330,13 +330,16 @@ impl Backend for DryRun {
     }
 }
 
+/// What a backend holds: network → seconds left (`None`: permanent), ports.
+type Installed = (BTreeMap<IpNet, Option<u32>>, Vec<PortRange>);
+
 /// A backend that keeps its "firewall" in memory: the model the real ones
 /// are held to, used by unit tests of the blocker.
 #[derive(Default)]
 pub struct Memory {
     pub installed: BTreeMap<IpNet, Option<u32>>,
     pub ports: Vec<PortRange>,
-    pending: Option<(BTreeMap<IpNet, Option<u32>>, Vec<PortRange>)>,
+    pending: Option<Installed>,
 }
 
 impl Backend for Memory {

@@ -12,8 +12,9 @@ use stratumguard::block::{BlockSettings, Blocker};
 
 #[derive(clap::Args, Debug)]
 pub struct BlockCmd {
+    // Boxed: the settings are large, and `Command` holds this inline.
     #[command(subcommand)]
-    action: Action,
+    action: Box<Action>,
 }
 
 /// Options every `block` action takes.
@@ -106,7 +107,7 @@ fn apply_and_report(b: &mut Blocker, dry_run: bool) -> anyhow::Result<()> {
 }
 
 pub fn run(args: BlockCmd) -> anyhow::Result<i32> {
-    match args.action {
+    match *args.action {
         Action::List { json, target } => {
             let b = open(&target)?;
             let now = stratumguard::time::Timestamp::now().secs();
@@ -117,8 +118,8 @@ pub fn run(args: BlockCmd) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             println!(
-                "{:<43} {:<9} {:<17} {:<12} {}",
-                "ENTRY", "SOURCE", "DIALECT", "EXPIRES IN", "POOL"
+                "{:<43} {:<9} {:<17} {:<12} POOL",
+                "ENTRY", "SOURCE", "DIALECT", "EXPIRES IN"
             );
             for e in b.state().entries() {
                 let left = match e.expires {
