@@ -382,6 +382,17 @@ fn report(
         counted.is_none(),
         ts,
     );
+    if let Some(ev) = &event {
+        tracing::debug!(
+            pool = %server,
+            client = %client_ip,
+            dialect = %name,
+            confidence = conf.as_str(),
+            methods = ?session.sighting.methods,
+            event = ?ev.kind,
+            "mining flow reported"
+        );
+    }
     events.extend(event);
     session.sighting.methods.clear();
     id
