@@ -96,7 +96,11 @@ pub struct PoolRegistry {
 
 impl PoolRegistry {
     pub fn new(max_pools: usize) -> PoolRegistry {
-        PoolRegistry { records: FxHashMap::default(), max_pools, dropped_full: 0 }
+        PoolRegistry {
+            records: FxHashMap::default(),
+            max_pools,
+            dropped_full: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -132,7 +136,10 @@ impl PoolRegistry {
         new_flow: bool,
         ts: Timestamp,
     ) -> Option<PoolEvent> {
-        let key = PoolKey { server, dialect: dialect.to_string() };
+        let key = PoolKey {
+            server,
+            dialect: dialect.to_string(),
+        };
         let full = self.records.len() >= self.max_pools;
         let rec = match self.records.get_mut(&key) {
             Some(r) => r,
@@ -158,7 +165,10 @@ impl PoolRegistry {
                 self.records.insert(key.clone(), rec);
                 let rec = self.records.get_mut(&key).expect("just inserted");
                 merge(rec, client, sighting, new_flow, ts);
-                return Some(PoolEvent { kind: PoolEventKind::New, pool: rec.clone() });
+                return Some(PoolEvent {
+                    kind: PoolEventKind::New,
+                    pool: rec.clone(),
+                });
             }
         };
         let upgraded = confidence > rec.confidence;
@@ -166,7 +176,10 @@ impl PoolRegistry {
             rec.confidence = confidence;
         }
         merge(rec, client, sighting, new_flow, ts);
-        upgraded.then(|| PoolEvent { kind: PoolEventKind::Confirmed, pool: rec.clone() })
+        upgraded.then(|| PoolEvent {
+            kind: PoolEventKind::Confirmed,
+            pool: rec.clone(),
+        })
     }
 }
 
