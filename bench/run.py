@@ -309,9 +309,10 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
 
             a = run_child(analyze_cmd, "stratumguard analyze")
             pools, stats = parse_analyze(a.stdout, "stratumguard analyze")
-            if stats.get("packets") not in (None, packets):
+            counted = stats.get("packets", (stats.get("stats") or {}).get("packets"))
+            if counted not in (None, packets):
                 raise BrokenRun("analyze counted %s packets, the file has %d"
-                                % (stats.get("packets"), packets))
+                                % (counted, packets))
             score = score_analyze(pools, stratum, near)
             if result is not None and [len(x) for x in score] != [len(x) for x in result]:
                 raise BrokenRun("analyze gave different verdicts on the same file "
