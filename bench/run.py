@@ -111,10 +111,10 @@ def pin_prefix(cpu):
 # ------------------------------------------------------------------ running
 
 class Run:
-    __slots__ = ("wall", "rss_mib", "stdout")
+    __slots__ = ("wall", "cpu", "rss_mib", "stdout")
 
-    def __init__(self, wall, rss_mib, stdout):
-        self.wall, self.rss_mib, self.stdout = wall, rss_mib, stdout
+    def __init__(self, wall, cpu, rss_mib, stdout):
+        self.wall, self.cpu, self.rss_mib, self.stdout = wall, cpu, rss_mib, stdout
 
 
 def find_gnu_time():
@@ -141,7 +141,8 @@ GNU_TIME = find_gnu_time()
 
 def run_child(cmd, what):
     """Runs cmd with stdout and stderr in temporary files; returns its wall
-    time and peak RSS."""
+    time, CPU time (user + system, of it and whatever it waited for, so
+    GNU time's own share of a millisecond is in it) and peak RSS."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as rss:
         full = cmd
@@ -168,7 +169,8 @@ def run_child(cmd, what):
             raise BrokenRun("GNU time gave no peak RSS for %s: %r" % (what, rss_text))
     else:
         rss_kib = usage.ru_maxrss
-    return Run(wall, rss_kib / 1024.0, stdout)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, rss_kib / 1024.0, stdout)
 
 
 def parse_bare(text, what):
@@ -332,6 +334,7 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
 
     found, missed, false = result
     med = lambda runs: statistics.median(x.wall for x in runs)
+    med_cpu = lambda runs: statistics.median(x.cpu for x in runs)
     row = {
         "size_mib": size_mb,
         "file_bytes": file_bytes,
@@ -339,6 +342,8 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
         "rounds": rounds,
         "bare_s": med(bare),
         "analyze_s": med(analyze),
+        "bare_cpu_s": med_cpu(bare),
+        "analyze_cpu_s": med_cpu(analyze),
         "bare_rss_mib": max(x.rss_mib for x in bare),
         "analyze_rss_mib": max(x.rss_mib for x in analyze),
         "stratum_flows": len(stratum),
@@ -348,6 +353,7 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
         "analyze_stats": stats,
     }
     row["speed_fraction"] = row["bare_s"] / row["analyze_s"]
+    row["cpu_fraction"] = row["bare_cpu_s"] / row["analyze_cpu_s"]
     if use_ndpi:
         row["ndpi_s"] = med(ndpi)
         row["ndpi_rss_mib"] = max(x.rss_mib for x in ndpi)
@@ -377,6 +383,14 @@ def print_report(rows, pin_note, rounds):
                      len(r["false_positives"])), file=out)
     print("goals: fraction >= %.1f, RSS <= %.0f MiB, every Stratum flow found, "
           "no false positives" % (GOAL_SPEED_FRACTION, GOAL_RSS_MIB), file=out)
+
+    print("\nCPU time (user + system; less sensitive to other work on the machine "
+          "than wall time)", file=out)
+    fmt_cpu = "%-9s %10s %13s %12s"
+    print(fmt_cpu % ("size", "bare cpu s", "analyze cpu s", "cpu fraction"), file=out)
+    for r in rows:
+        print(fmt_cpu % ("%d MiB" % r["size_mib"], "%.3f" % r["bare_cpu_s"],
+                         "%.3f" % r["analyze_cpu_s"], "%.2f" % r["cpu_fraction"]), file=out)
 
     for r in rows:
         if r["missed"]:
