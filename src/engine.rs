@@ -15,7 +15,7 @@ use crate::decode::{self, LinkType, Skip};
 use crate::flow::reassembly::{Reassembler, StreamSink};
 use crate::flow::table::{FlowKey, FlowTable};
 use crate::flow::Side;
-use crate::pools::{self, PoolEvent, PoolRegistry};
+use crate::pools::{self, PoolEvent, PoolId, PoolRegistry};
 use crate::signatures::SignatureSet;
 use crate::stats::Stats;
 use crate::stratum::budget::{self, Budget};
@@ -70,8 +70,8 @@ struct Flow {
     fin: [bool; 2],
     /// Nothing more to read: every further packet costs one lookup.
     done: bool,
-    /// Whether this flow has been counted in a pool record yet.
-    observed: bool,
+    /// The pool record this flow counts in, once it does.
+    pool: Option<PoolId>,
     inspect: Option<Box<Inspect>>,
 }
 
@@ -193,6 +193,9 @@ impl Engine {
             }
         }
         if flow.done {
+            if let Some(id) = flow.pool {
+                self.pools.touch(id, ts);
+            }
             return;
         }
 
@@ -246,18 +249,16 @@ impl Engine {
 
             if session.changed {
                 session.changed = false;
-                report(
+                let id = report(
                     &mut self.pools,
                     &mut self.events,
                     &self.sigs,
                     &key,
-                    flow.observed,
+                    flow.pool,
                     session,
                     ts,
                 );
-                if session.confidence.is_some() {
-                    flow.observed = true;
-                }
+                flow.pool = flow.pool.or(id);
             }
 
             let not_ours = session.confidence.is_none() && framer.iter().any(Framer::is_ignoring);
@@ -335,34 +336,34 @@ fn finish(flow: &mut Flow, budget: &Budget) {
     flow.done = true;
 }
 
-/// Hands a flow's new evidence to the pool registry.
+/// Hands a flow's new evidence to the pool registry; returns the record's id.
 fn report(
     pools: &mut PoolRegistry,
     events: &mut Vec<PoolEvent>,
     sigs: &SignatureSet,
     key: &FlowKey,
-    observed: bool,
+    counted: Option<PoolId>,
     session: &mut Session,
     ts: Timestamp,
-) {
+) -> Option<PoolId> {
     let (Some(conf), Some(client), Some(dialect)) =
         (session.confidence, session.client, session.dialect)
     else {
-        return;
+        return None;
     };
     let server = key.endpoint(client.other());
     let client_ip = key.endpoint(client).ip();
     let name = &sigs.dialects[dialect].name;
-    if let Some(ev) = pools.observe(
+    let (id, event) = pools.observe(
         server,
         name,
         client_ip,
         conf,
         &session.sighting,
-        !observed,
+        counted.is_none(),
         ts,
-    ) {
-        events.push(ev);
-    }
+    );
+    events.extend(event);
     session.sighting.methods.clear();
+    id
 }
