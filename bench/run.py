@@ -9,11 +9,11 @@ What it does, in order:
    `bench/corpus/` unless a file of that name is already there;
 3. for each corpus size, reads the file once untimed so both contenders start
    from a warm page cache, then runs the bare loop and `analyze --json`
-   alternately for N rounds (and `ndpiReader` once per round when it is
-   installed), all pinned to one core, taking the wall time and the peak
-   resident set size of every child;
-4. prints medians, the speed fraction (bare-loop time / analyze time, both
-   from this same run), throughput, peak RSS, and recall / false positives
+   alternately for N rounds, swapping which goes first every round (and
+   `ndpiReader` once per round when it is installed), all pinned to one
+   core, taking the wall time, CPU time and peak RSS of every child;
+4. prints medians, the speed fraction (the median over rounds of bare-loop
+   time / analyze time, both from this same run), throughput, peak RSS, and recall / false positives
    of `analyze` against the generator's `*.truth.json`.
 
 Slowness never fails the script: it exits 1 only when a program failed
@@ -305,11 +305,17 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
         ndpi_csv = Path(tmp) / "ndpi.csv"
         ndpi_cmd = pin + ["ndpiReader", "-q", "-i", str(pcap), "-C", str(ndpi_csv)]
         for r in range(rounds):
-            b = run_child(bare_cmd, "bare loop")
+            # Odd rounds run analyze first, so neither contender always
+            # follows the other (or ndpiReader).
+            first_bare = r % 2 == 0
+            if first_bare:
+                b = run_child(bare_cmd, "bare loop")
+            a = run_child(analyze_cmd, "stratumguard analyze")
+            if not first_bare:
+                b = run_child(bare_cmd, "bare loop")
             parse_bare(b.stdout, "bare loop")
             bare.append(b)
 
-            a = run_child(analyze_cmd, "stratumguard analyze")
             pools, stats = parse_analyze(a.stdout, "stratumguard analyze")
             counted = stats.get("packets", (stats.get("stats") or {}).get("packets"))
             if counted not in (None, packets):
@@ -352,8 +358,12 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
         "false_positives": ["%s:%d (%s)" % f for f in false],
         "analyze_stats": stats,
     }
-    row["speed_fraction"] = row["bare_s"] / row["analyze_s"]
-    row["cpu_fraction"] = row["bare_cpu_s"] / row["analyze_cpu_s"]
+    # The fraction is the median of each round's own ratio: the two runs of a
+    # round are seconds apart, so a burst of other work on the machine that
+    # slows both cancels out, where a ratio of two medians would keep it.
+    row["speed_fraction"] = statistics.median(b.wall / a.wall for b, a in zip(bare, analyze))
+    row["cpu_fraction"] = statistics.median(b.cpu / a.cpu for b, a in zip(bare, analyze))
+    row["round_fractions"] = [round(b.wall / a.wall, 3) for b, a in zip(bare, analyze)]
     if use_ndpi:
         row["ndpi_s"] = med(ndpi)
         row["ndpi_rss_mib"] = max(x.rss_mib for x in ndpi)
@@ -366,7 +376,7 @@ def bench_size(size_mb, seed, rounds, bins, pin, use_ndpi):
 def print_report(rows, pin_note, rounds):
     out = sys.stdout
     print("\nstratumguard analyze vs bare libpcap read loop (%s, median of %d "
-          "alternating rounds; peak RSS %s)"
+          "alternating rounds; fraction = median of the rounds' bare/analyze; peak RSS %s)"
           % (pin_note, rounds, "by GNU time" if GNU_TIME else "by wait4, an upper bound"),
           file=out)
     head = ("size", "packets", "bare s", "analyze s", "fraction", "MiB/s", "pkt/s",
@@ -392,6 +402,9 @@ def print_report(rows, pin_note, rounds):
         print(fmt_cpu % ("%d MiB" % r["size_mib"], "%.3f" % r["bare_cpu_s"],
                          "%.3f" % r["analyze_cpu_s"], "%.2f" % r["cpu_fraction"]), file=out)
 
+    for r in rows:
+        print("%d MiB fraction by round: %s"
+              % (r["size_mib"], " ".join("%.2f" % f for f in r["round_fractions"])), file=out)
     for r in rows:
         if r["missed"]:
             print("%d MiB missed: %s" % (r["size_mib"], "; ".join(r["missed"])), file=out)
