@@ -13,8 +13,9 @@ What it does, in order:
    `ndpiReader` once per round when it is installed), all pinned to one
    core, taking the wall time, CPU time and peak RSS of every child;
 4. prints medians, the speed fraction (the median over rounds of bare-loop
-   time / analyze time, both from this same run), throughput, peak RSS, and recall / false positives
-   of `analyze` against the generator's `*.truth.json`.
+   time / analyze time, both from this same run), throughput, peak RSS,
+   and recall / false positives of `analyze` against the generator's
+   `*.truth.json`.
 
 Slowness never fails the script: it exits 1 only when a program failed
 (non-zero exit, unreadable output), because a shared machine can be slow
