@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Find mining pools in pcap/pcapng files (or directories of them).
-    Analyze(cmd::analyze::AnalyzeArgs),
+    Analyze(Box<cmd::analyze::AnalyzeArgs>),
     /// Watch one or more interfaces live and report pools as they appear.
     Monitor(cmd::monitor::MonitorArgs),
     /// Inspect and change the blocklist stratumguard manages.
@@ -31,16 +31,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(cli.common.verbose);
     let result = match cli.command {
-        Command::Analyze(a) => cmd::analyze::run(a, &cli.common),
+        Command::Analyze(a) => cmd::analyze::run(*a, &cli.common),
         Command::Monitor(a) => cmd::monitor::run(a, &cli.common),
         Command::Block(a) => cmd::block::run(a),
         Command::Signatures(a) => cmd::signatures::run(a, &cli.common),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stratumguard: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

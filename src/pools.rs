@@ -86,9 +86,14 @@ pub struct PoolEvent {
     pub pool: PoolRecord,
 }
 
+/// Index of a record in its registry, for callers that see a pool again and
+/// again (a flow's later packets) and only need to move its last-seen time.
+pub type PoolId = u32;
+
 #[derive(Default)]
 pub struct PoolRegistry {
-    records: FxHashMap<PoolKey, PoolRecord>,
+    records: Vec<PoolRecord>,
+    index: FxHashMap<PoolKey, PoolId>,
     max_pools: usize,
     /// Sightings of new pools refused because the registry was full.
     pub dropped_full: u64,
@@ -96,7 +101,12 @@ pub struct PoolRegistry {
 
 impl PoolRegistry {
     pub fn new(max_pools: usize) -> PoolRegistry {
-        PoolRegistry { records: FxHashMap::default(), max_pools, dropped_full: 0 }
+        PoolRegistry {
+            records: Vec::new(),
+            index: FxHashMap::default(),
+            max_pools,
+            dropped_full: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -108,19 +118,28 @@ impl PoolRegistry {
     }
 
     pub fn get(&self, key: &PoolKey) -> Option<&PoolRecord> {
-        self.records.get(key)
+        self.index.get(key).map(|&i| &self.records[i as usize])
     }
 
     /// Records sorted by server address then dialect, for stable output.
     pub fn sorted(&self) -> Vec<&PoolRecord> {
-        let mut v: Vec<&PoolRecord> = self.records.values().collect();
+        let mut v: Vec<&PoolRecord> = self.records.iter().collect();
         v.sort_by(|a, b| (a.server, &a.dialect).cmp(&(b.server, &b.dialect)));
         v
     }
 
-    /// Merges one flow's evidence. Returns the event to report, if any: a
-    /// pool is reported when first seen and again when it becomes confirmed;
-    /// later sightings only move `last_seen`.
+    /// A later packet of a flow already counted: only the last-seen time moves.
+    pub fn touch(&mut self, id: PoolId, ts: Timestamp) {
+        if let Some(r) = self.records.get_mut(id as usize) {
+            if ts > r.last_seen {
+                r.last_seen = ts;
+            }
+        }
+    }
+
+    /// Merges one flow's evidence. Returns the record's id, and the event to
+    /// report if any: a pool is reported when first seen and again when it
+    /// becomes confirmed; later sightings only move `last_seen`.
     #[allow(clippy::too_many_arguments)] // each argument is one distinct fact of the sighting
     pub fn observe(
         &mut self,
@@ -131,17 +150,20 @@ impl PoolRegistry {
         sighting: &Sighting,
         new_flow: bool,
         ts: Timestamp,
-    ) -> Option<PoolEvent> {
-        let key = PoolKey { server, dialect: dialect.to_string() };
-        let full = self.records.len() >= self.max_pools;
-        let rec = match self.records.get_mut(&key) {
-            Some(r) => r,
-            None if full => {
+    ) -> (Option<PoolId>, Option<PoolEvent>) {
+        let key = PoolKey {
+            server,
+            dialect: dialect.to_string(),
+        };
+        let id = match self.index.get(&key) {
+            Some(&id) => id,
+            None if self.records.len() >= self.max_pools => {
                 self.dropped_full += 1;
-                return None;
+                return (None, None);
             }
             None => {
-                let rec = PoolRecord {
+                let id = self.records.len() as PoolId;
+                self.records.push(PoolRecord {
                     server,
                     dialect: dialect.to_string(),
                     confidence,
@@ -154,19 +176,30 @@ impl PoolRegistry {
                     flows: 0,
                     first_seen: ts,
                     last_seen: ts,
-                };
-                self.records.insert(key.clone(), rec);
-                let rec = self.records.get_mut(&key).expect("just inserted");
+                });
+                self.index.insert(key, id);
+                let rec = &mut self.records[id as usize];
                 merge(rec, client, sighting, new_flow, ts);
-                return Some(PoolEvent { kind: PoolEventKind::New, pool: rec.clone() });
+                return (
+                    Some(id),
+                    Some(PoolEvent {
+                        kind: PoolEventKind::New,
+                        pool: rec.clone(),
+                    }),
+                );
             }
         };
+        let rec = &mut self.records[id as usize];
         let upgraded = confidence > rec.confidence;
         if upgraded {
             rec.confidence = confidence;
         }
         merge(rec, client, sighting, new_flow, ts);
-        upgraded.then(|| PoolEvent { kind: PoolEventKind::Confirmed, pool: rec.clone() })
+        let event = upgraded.then(|| PoolEvent {
+            kind: PoolEventKind::Confirmed,
+            pool: rec.clone(),
+        });
+        (Some(id), event)
     }
 }
 

@@ -30,4 +30,10 @@ pub struct Stats {
     /// Directions that reached the inspection depth undecided.
     pub depth_reached: u64,
     pub pools_dropped_full: u64,
+    /// Times a flow could not buffer because the shared buffer budget was spent.
+    pub buffer_refused: u64,
+    /// Bytes held between packets right now (a gauge, not a counter).
+    pub buffered_bytes: u64,
+    /// Flows in the table right now (a gauge).
+    pub flows_tracked: u64,
 }
