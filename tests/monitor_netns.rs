@@ -144,7 +144,7 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
             is_stats(&v)
                 && v["final"] == false
                 && capture_of(&v, &miner_if).is_some_and(|c| c["received"].as_u64() > Some(0))
-                && v["engine"]["packets"].as_u64() > Some(0)
+                && v["stats"]["packets"].as_u64() > Some(0)
         })
     });
     assert!(stats.is_some(), "no stats line with packets counted\n{}", monitor.transcript());

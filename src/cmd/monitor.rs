@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use stratumguard::block::{BlockOptions, BlockStatus, Blocker};
 use stratumguard::capture::live::{self, CaptureMsg, LiveCapture, LiveOptions, LiveSource};
-use stratumguard::engine::{Engine, EngineConfig};
+use stratumguard::engine::Engine;
 use stratumguard::pools::PoolEvent;
 use stratumguard::time::Timestamp;
 
@@ -67,9 +67,8 @@ pub struct MonitorArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub duration: Option<u64>,
-    /// Most TCP flows tracked at once; past it the oldest idle flow is evicted.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_flows: Option<u64>,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     #[command(flatten)]
     pub block: BlockOptions,
 }
@@ -106,10 +105,6 @@ pub fn run(args: MonitorArgs, common: &super::Common) -> anyhow::Result<i32> {
         ),
         None => None,
     };
-    let mut cfg = EngineConfig::default();
-    if let Some(n) = args.max_flows {
-        cfg.max_flows = usize::try_from(n).unwrap_or(usize::MAX);
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,7 +123,7 @@ pub fn run(args: MonitorArgs, common: &super::Common) -> anyhow::Result<i32> {
     }
     let capture = LiveCapture::start(sources)?;
     let monitor = Monitor {
-        engine: Engine::new(cfg, sigs),
+        engine: Engine::new(args.engine.config(), sigs),
         capture,
         blocker,
         events_file,
@@ -274,12 +269,14 @@ impl Monitor {
 
     fn print_stats(&mut self, last: bool) -> anyhow::Result<()> {
         let ifaces = self.capture.stats();
+        let engine = self.engine.stats();
+        let pools = self.engine.pools().len();
         let uptime = self.started.elapsed();
-        for line in report::stats_lines(&ifaces, &self.engine, uptime, last) {
+        for line in report::stats_lines(&ifaces, &engine, pools, uptime, last) {
             eprintln!("{line}");
         }
         if self.json {
-            println_flushed(&report::stats_json(&ifaces, &self.engine, uptime, last))?;
+            println_flushed(&report::stats_json(&ifaces, &engine, pools, uptime, last))?;
         }
         Ok(())
     }
