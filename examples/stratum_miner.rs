@@ -58,7 +58,9 @@ fn main() {
     let result = TcpStream::connect_timeout(&args.connect, IO_TIMEOUT)
         .map_err(|e| format!("cannot connect to {}: {e}", args.connect))
         .and_then(|stream| {
-            stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
             match args.mode {
                 Mode::Stratum => mine(stream, &args),
                 Mode::Http => fetch_page(stream, &args),
@@ -82,13 +84,18 @@ struct Conn {
 impl Conn {
     fn new(stream: TcpStream) -> Result<Conn> {
         let writer = stream.try_clone().map_err(|e| e.to_string())?;
-        Ok(Conn { reader: BufReader::new(stream), writer })
+        Ok(Conn {
+            reader: BufReader::new(stream),
+            writer,
+        })
     }
 
     fn send(&mut self, msg: &Value) -> Result<()> {
         let mut line = msg.to_string();
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(|e| format!("send: {e}"))
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("send: {e}"))
     }
 
     fn recv(&mut self) -> Result<Value> {
@@ -143,7 +150,9 @@ fn mine(stream: TcpStream, args: &Args) -> Result<String> {
     // Subscribe and authorize, as every Stratum v1 miner starts.
     conn.send(&json!({ "id": 1, "method": "mining.subscribe", "params": [args.agent] }))?;
     let sub = conn.reply_to(1, &mut pushed)?;
-    let extranonce2_size = sub["result"][2].as_u64().ok_or("subscribe: no extranonce2 size")?;
+    let extranonce2_size = sub["result"][2]
+        .as_u64()
+        .ok_or("subscribe: no extranonce2 size")?;
     conn.send(&json!({ "id": 2, "method": "mining.authorize", "params": [args.user, "x"] }))?;
     let auth = conn.reply_to(2, &mut pushed)?;
     if auth["result"] != json!(true) {
@@ -175,7 +184,10 @@ fn mine(stream: TcpStream, args: &Args) -> Result<String> {
     while Instant::now() < end {
         conn.pushed(&mut pushed)?;
     }
-    Ok(format!("subscribed, authorized, share accepted, {} jobs received", jobs(&pushed).len()))
+    Ok(format!(
+        "subscribed, authorized, share accepted, {} jobs received",
+        jobs(&pushed).len()
+    ))
 }
 
 fn fetch_page(mut stream: TcpStream, args: &Args) -> Result<String> {
@@ -184,12 +196,20 @@ fn fetch_page(mut stream: TcpStream, args: &Args) -> Result<String> {
          Connection: close\r\n\r\n",
         args.connect
     );
-    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut response = Vec::new();
-    stream.take(MAX_LINE).read_to_end(&mut response).map_err(|e| format!("read: {e}"))?;
+    stream
+        .take(MAX_LINE)
+        .read_to_end(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
     let response = String::from_utf8_lossy(&response);
     if !response.starts_with("HTTP/1.1 200") {
-        return Err(format!("unexpected HTTP response: {:?}", response.lines().next()));
+        return Err(format!(
+            "unexpected HTTP response: {:?}",
+            response.lines().next()
+        ));
     }
     Ok(format!("fetched a page of {} bytes", response.len()))
 }
@@ -214,5 +234,8 @@ fn call_service(stream: TcpStream) -> Result<String> {
         }
         conn.pushed(&mut pushed)?;
     }
-    Ok(format!("2 calls answered, {} notification(s) received", pushed.len()))
+    Ok(format!(
+        "2 calls answered, {} notification(s) received",
+        pushed.len()
+    ))
 }

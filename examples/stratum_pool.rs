@@ -62,7 +62,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("stratum_pool: listening on {} ({:?})", args.listen, args.mode);
+    println!(
+        "stratum_pool: listening on {} ({:?})",
+        args.listen, args.mode
+    );
 
     // The accept loop runs on its own thread; the main thread only bounds the
     // run time and then exits the whole process, connections included.
@@ -111,7 +114,10 @@ enum Next {
 impl LineReader {
     fn new(stream: TcpStream, timeout: Duration) -> std::io::Result<LineReader> {
         stream.set_read_timeout(Some(timeout))?;
-        Ok(LineReader { reader: BufReader::new(stream), partial: Vec::new() })
+        Ok(LineReader {
+            reader: BufReader::new(stream),
+            partial: Vec::new(),
+        })
     }
 
     fn next(&mut self) -> std::io::Result<Next> {
@@ -151,7 +157,9 @@ fn serve_stratum(stream: TcpStream, push: Duration) -> std::io::Result<()> {
             Next::Closed => return Ok(()),
             Next::Timeout => {}
             Next::Line(line) => {
-                let Ok(req) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(req) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 let id = req.get("id").cloned().unwrap_or(Value::Null);
                 let method = req.get("method").and_then(Value::as_str).unwrap_or("");
                 let reply = match method {
@@ -170,7 +178,9 @@ fn serve_stratum(stream: TcpStream, push: Duration) -> std::io::Result<()> {
                         json!({ "id": id, "result": true, "error": null })
                     }
                     "mining.submit" => json!({ "id": id, "result": true, "error": null }),
-                    _ => json!({ "id": id, "result": null, "error": [20, "unsupported method", null] }),
+                    _ => {
+                        json!({ "id": id, "result": null, "error": [20, "unsupported method", null] })
+                    }
                 };
                 send(&mut out, &reply)?;
                 if method == "mining.authorize" {
@@ -190,7 +200,10 @@ fn serve_stratum(stream: TcpStream, push: Duration) -> std::io::Result<()> {
 /// whenever the chain moves.
 fn push_work(out: &mut TcpStream, job: &mut u32) -> std::io::Result<()> {
     *job += 1;
-    send(out, &json!({ "id": null, "method": "mining.set_difficulty", "params": [512] }))?;
+    send(
+        out,
+        &json!({ "id": null, "method": "mining.set_difficulty", "params": [512] }),
+    )?;
     let ntime = format!("{:08x}", 0x6650_0000u32 + *job);
     send(
         out,
@@ -242,7 +255,9 @@ fn serve_jsonrpc(stream: TcpStream, push: Duration) -> std::io::Result<()> {
             Next::Closed => return Ok(()),
             Next::Timeout => {}
             Next::Line(line) => {
-                let Ok(req) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(req) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 let id = req.get("id").cloned().unwrap_or(Value::Null);
                 let reply = match req.get("method").and_then(Value::as_str) {
                     Some("system.ping") => json!({ "jsonrpc": "2.0", "result": "pong", "id": id }),

@@ -40,22 +40,39 @@ fn is_stats(v: &Value) -> bool {
 
 /// The `capture` entry of a stats object for interface `name`.
 fn capture_of<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
-    stats["capture"].as_array()?.iter().find(|c| c["name"] == name)
+    stats["capture"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
 }
 
 fn start_server(link: &Link, mode: &str, port: u16) -> Proc {
     let mut cmd = link.pool.command(&example("stratum_pool"));
-    cmd.args(["--listen", &format!("{}:{port}", link.pool_ip), "--mode", mode])
-        .args(["--run-secs", "60"]);
+    cmd.args([
+        "--listen",
+        &format!("{}:{port}", link.pool_ip),
+        "--mode",
+        mode,
+    ])
+    .args(["--run-secs", "60"]);
     let mut p = Proc::spawn(&format!("{mode} server"), cmd);
     let ready = p.stdout().wait_for(STEP, |l| l.contains("listening on"));
-    assert!(ready.is_some(), "{mode} server did not start\n{}", p.transcript());
+    assert!(
+        ready.is_some(),
+        "{mode} server did not start\n{}",
+        p.transcript()
+    );
     p
 }
 
 fn client(link: &Link, mode: &str, port: u16) -> Command {
     let mut cmd = link.miner.command(&example("stratum_miner"));
-    cmd.args(["--connect", &format!("{}:{port}", link.pool_ip), "--mode", mode]);
+    cmd.args([
+        "--connect",
+        &format!("{}:{port}", link.pool_ip),
+        "--mode",
+        mode,
+    ]);
     cmd
 }
 
@@ -78,12 +95,17 @@ fn start_monitor(ns: &Netns, interfaces: &[&str], extra: &[&str]) -> Proc {
         cmd.args(["-i", i]);
     }
     // --duration is only a backstop: each test stops the monitor itself.
-    cmd.args(["--json", "--stats-interval", "1", "--duration", "90"]).args(extra);
+    cmd.args(["--json", "--stats-interval", "1", "--duration", "90"])
+        .args(extra);
     let mut p = Proc::spawn("monitor", cmd);
     for i in interfaces {
         let wanted = format!("monitoring {i} ");
         let ready = p.stderr().wait_for(STEP, |l| l.contains(&wanted));
-        assert!(ready.is_some(), "monitor did not start on {i}\n{}", p.transcript());
+        assert!(
+            ready.is_some(),
+            "monitor did not start on {i}\n{}",
+            p.transcript()
+        );
     }
     p
 }
@@ -126,7 +148,11 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
     });
     let took = started.elapsed();
     let miner_status = miner.wait(STEP);
-    assert!(miner_status.success(), "the miner's session failed\n{}", miner.transcript());
+    assert!(
+        miner_status.success(),
+        "the miner's session failed\n{}",
+        miner.transcript()
+    );
     let detection = detection.unwrap_or_else(|| {
         panic!(
             "pool {pool_ip}:{STRATUM_PORT} not reported confirmed within {DETECT_WITHIN:?}\n{}",
@@ -147,14 +173,23 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
                 && v["stats"]["packets"].as_u64() > Some(0)
         })
     });
-    assert!(stats.is_some(), "no stats line with packets counted\n{}", monitor.transcript());
+    assert!(
+        stats.is_some(),
+        "no stats line with packets counted\n{}",
+        monitor.transcript()
+    );
 
     // SIGTERM stops it cleanly, with final stats.
     monitor.signal("TERM");
     let status = monitor.wait(STEP);
     let transcript = monitor.transcript();
     assert_eq!(status.code(), Some(0), "monitor exit status\n{transcript}");
-    let stdout: Vec<Value> = monitor.stdout().all().iter().filter_map(|l| json(l)).collect();
+    let stdout: Vec<Value> = monitor
+        .stdout()
+        .all()
+        .iter()
+        .filter_map(|l| json(l))
+        .collect();
     let stderr = monitor.stderr().all().join("\n");
 
     // Every pool event is about the Stratum pool; the HTTP server and the
@@ -162,8 +197,15 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
     // new and when confirmed) although it pushed many jobs.
     let pool_events: Vec<&Value> = stdout.iter().filter(|v| is_pool_event(v)).collect();
     for ev in &pool_events {
-        assert_eq!(ev["dest_ip"], link.pool_ip.as_str(), "unexpected pool\n{transcript}");
-        assert_eq!(ev["dest_port"], STRATUM_PORT, "unexpected pool\n{transcript}");
+        assert_eq!(
+            ev["dest_ip"],
+            link.pool_ip.as_str(),
+            "unexpected pool\n{transcript}"
+        );
+        assert_eq!(
+            ev["dest_port"], STRATUM_PORT,
+            "unexpected pool\n{transcript}"
+        );
     }
     assert!(
         (1..=2).contains(&pool_events.len()),
@@ -172,26 +214,39 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
     );
 
     // The final stats, on stdout as JSON and on stderr as readable lines.
-    let last = stdout.iter().rev().find(|v| is_stats(v)).expect("a stats object");
+    let last = stdout
+        .iter()
+        .rev()
+        .find(|v| is_stats(v))
+        .expect("a stats object");
     assert_eq!(last["final"], true, "{transcript}");
     let cap = capture_of(last, &link.miner_if).expect("stats for the interface");
     assert!(cap["received"].as_u64() > Some(10), "{transcript}");
     assert_eq!(cap["queue_dropped"], 0, "{transcript}");
     let periodic = format!("stratumguard: stats: {}: ", link.miner_if);
     let last_line = format!("stratumguard: final stats: {}: ", link.miner_if);
-    assert!(stderr.contains(&periodic), "no readable stats line\n{transcript}");
-    assert!(stderr.contains(&last_line), "no readable final stats\n{transcript}");
+    assert!(
+        stderr.contains(&periodic),
+        "no readable stats line\n{transcript}"
+    );
+    assert!(
+        stderr.contains(&last_line),
+        "no readable final stats\n{transcript}"
+    );
     assert!(stderr.contains("SIGTERM received"), "{transcript}");
 
     // The events file holds the detections, line for line.
     let written = std::fs::read_to_string(&events_path).expect("events file");
-    let written: Vec<Value> = written.lines().map(|l| json(l).expect("JSON line")).collect();
+    let written: Vec<Value> = written
+        .lines()
+        .map(|l| json(l).expect("JSON line"))
+        .collect();
     let printed: Vec<Value> = pool_events.into_iter().cloned().collect();
     assert_eq!(written, printed, "events file differs from stdout");
 }
 
 #[test]
-fn an_interface_that_disappears_is_reported_and_the_others_keep_capturing() {
+fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_capturing() {
     if !require_root() {
         return;
     }
@@ -199,17 +254,40 @@ fn an_interface_that_disappears_is_reported_and_the_others_keep_capturing() {
     // A second interface in the miner namespace that the test can remove.
     let extra = format!("sgx{}", &link.miner_if[3..]);
     let extra_peer = format!("sgy{}", &link.miner_if[3..]);
-    link.miner.ip(&["link", "add", &extra, "type", "veth", "peer", "name", &extra_peer]);
+    link.miner.ip(&[
+        "link",
+        "add",
+        &extra,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &extra_peer,
+    ]);
     link.miner.ip(&["link", "set", &extra, "up"]);
     link.miner.ip(&["link", "set", &extra_peer, "up"]);
     let _http = start_server(&link, "http", HTTP_PORT);
     let mut monitor = start_monitor(&link.miner, &[&link.miner_if, &extra], &[]);
 
-    // Remove one interface: the loss is reported by name.
+    // Take one interface down: libpcap says nothing, the monitor does.
+    link.miner.ip(&["link", "set", &extra, "down"]);
+    let down = format!("interface {extra} went down");
+    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&down));
+    assert!(
+        reported.is_some(),
+        "link down not reported\n{}",
+        monitor.transcript()
+    );
+
+    // Remove it: the loss is reported by name.
     link.miner.ip(&["link", "del", &extra]);
     let gone = format!("interface {extra} stopped capturing");
     let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&gone));
-    assert!(reported.is_some(), "removal not reported\n{}", monitor.transcript());
+    assert!(
+        reported.is_some(),
+        "removal not reported\n{}",
+        monitor.transcript()
+    );
 
     // The other interface still captures: its count grows with new traffic.
     let (miner_if, extra_name) = (link.miner_if.clone(), extra.clone());
@@ -231,7 +309,11 @@ fn an_interface_that_disappears_is_reported_and_the_others_keep_capturing() {
                 })
         })
     });
-    assert!(grew.is_some(), "capture on {miner_if} stopped too\n{}", monitor.transcript());
+    assert!(
+        grew.is_some(),
+        "capture on {miner_if} stopped too\n{}",
+        monitor.transcript()
+    );
 
     // With the last interface gone, the monitor ends by itself, with stats.
     link.miner.ip(&["link", "del", &link.miner_if]);
@@ -239,8 +321,14 @@ fn an_interface_that_disappears_is_reported_and_the_others_keep_capturing() {
     let transcript = monitor.transcript();
     assert_eq!(status.code(), Some(2), "{transcript}");
     let stderr = monitor.stderr().all().join("\n");
-    assert!(stderr.contains("every interface stopped capturing"), "{transcript}");
-    assert!(stderr.contains(&format!("final stats: {miner_if}: ")), "{transcript}");
+    assert!(
+        stderr.contains("every interface stopped capturing"),
+        "{transcript}"
+    );
+    assert!(
+        stderr.contains(&format!("final stats: {miner_if}: ")),
+        "{transcript}"
+    );
 }
 
 /// Runs `stratumguard ARGS` (in `ns` when given) and returns its exit code
@@ -263,7 +351,11 @@ fn run_monitor_expecting_failure(ns: Option<&Netns>, pre: &[&str], args: &[&str]
 
 fn assert_one_line_error(code: i32, stderr: &str, expected: &[&str]) {
     assert_eq!(code, 2, "exit status; stderr: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line expected, got:\n{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line expected, got:\n{stderr}"
+    );
     assert!(stderr.starts_with("stratumguard: error: "), "{stderr}");
     for e in expected {
         assert!(stderr.contains(e), "{e:?} missing from: {stderr}");
@@ -295,7 +387,11 @@ fn an_interface_that_is_down_exits_2_saying_to_bring_it_up() {
     let ns = Netns::new(format!("sg-down-{}", netns::unique_tag()));
     ns.ip(&["link", "set", "lo", "down"]);
     let (code, stderr) = run_monitor_expecting_failure(Some(&ns), &[], &["-i", "lo"]);
-    assert_one_line_error(code, &stderr, &["interface lo is down", "ip link set lo up"]);
+    assert_one_line_error(
+        code,
+        &stderr,
+        &["interface lo is down", "ip link set lo up"],
+    );
 }
 
 #[test]
@@ -304,7 +400,16 @@ fn capturing_without_cap_net_raw_exits_2_naming_the_capability() {
         return;
     }
     // setpriv drops to an unprivileged user with no capabilities at all.
-    let pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let pre = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
     let (code, stderr) = run_monitor_expecting_failure(None, &pre, &["-i", "lo"]);
-    assert_one_line_error(code, &stderr, &["no permission to capture on lo", "CAP_NET_RAW"]);
+    assert_one_line_error(
+        code,
+        &stderr,
+        &["no permission to capture on lo", "CAP_NET_RAW"],
+    );
 }

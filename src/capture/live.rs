@@ -87,7 +87,11 @@ pub enum LiveError {
     )]
     PermissionDenied { name: String },
     #[error("BPF filter {filter:?} does not compile on {name}: {message} (tcpdump syntax, e.g. 'tcp and not port 22')")]
-    BadFilter { name: String, filter: String, message: String },
+    BadFilter {
+        name: String,
+        filter: String,
+        message: String,
+    },
     #[error("cannot open {name} for capture: {message}")]
     Open { name: String, message: String },
     #[error("cannot start the capture thread for {name}: {message}")]
@@ -97,8 +101,7 @@ pub enum LiveError {
 /// Checks that every named interface exists and is up, before anything is
 /// opened, so that a typo is reported as such and not as a libpcap error.
 pub fn check_interfaces(names: &[String]) -> Result<(), LiveError> {
-    let devices =
-        pcap::Device::list().map_err(|e| LiveError::ListInterfaces(pcap_message(&e)))?;
+    let devices = pcap::Device::list().map_err(|e| LiveError::ListInterfaces(pcap_message(&e)))?;
     for name in names {
         let Some(dev) = devices.iter().find(|d| &d.name == name) else {
             let available: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
@@ -116,6 +119,37 @@ pub fn check_interfaces(names: &[String]) -> Result<(), LiveError> {
         }
     }
     Ok(())
+}
+
+/// An interface's state as the operating system reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    /// Administratively down (`ip link set X down`).
+    Down,
+    /// Up, but without a link: cable pulled, mirror port disabled, veth peer
+    /// down.
+    NoCarrier,
+    /// No longer listed: removed.
+    Gone,
+}
+
+/// The current state of each named interface, in order.
+///
+/// Libpcap keeps reading an interface that went down without any error (it
+/// just sees no packets), so a sensor that must notice a dead mirror port
+/// asks the OS instead.
+pub fn link_states(names: &[String]) -> Result<Vec<LinkState>, LiveError> {
+    let devices = pcap::Device::list().map_err(|e| LiveError::ListInterfaces(pcap_message(&e)))?;
+    Ok(names
+        .iter()
+        .map(|name| match devices.iter().find(|d| &d.name == name) {
+            None => LinkState::Gone,
+            Some(d) if !d.flags.is_up() => LinkState::Down,
+            Some(d) if !d.flags.is_running() => LinkState::NoCarrier,
+            Some(_) => LinkState::Up,
+        })
+        .collect())
 }
 
 /// One opened interface, not yet capturing.
@@ -153,8 +187,15 @@ impl LiveSource {
         }
 
         let dl = cap.get_datalink();
-        let link_name = dl.get_name().unwrap_or_else(|_| format!("LINKTYPE {}", dl.0));
-        Ok(LiveSource { name: name.to_string(), link: LinkType(dl.0), link_name, cap })
+        let link_name = dl
+            .get_name()
+            .unwrap_or_else(|_| format!("LINKTYPE {}", dl.0));
+        Ok(LiveSource {
+            name: name.to_string(),
+            link: LinkType(dl.0),
+            link_name,
+            cap,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -177,7 +218,10 @@ fn open_error(name: &str, e: &pcap::Error) -> LiveError {
     if lower.contains("permission") || lower.contains("operation not permitted") {
         LiveError::PermissionDenied { name }
     } else if lower.contains("no such device") {
-        LiveError::NoSuchInterface { name, available: "see `ip link`".to_string() }
+        LiveError::NoSuchInterface {
+            name,
+            available: "see `ip link`".to_string(),
+        }
     } else if lower.contains("not up") || lower.contains("network is down") {
         LiveError::InterfaceDown { name }
     } else {
@@ -211,7 +255,10 @@ pub enum CaptureMsg {
     Packet(LivePacket),
     /// The interface's thread stopped: `error` says why when it was not asked
     /// to (the interface went away or went down).
-    Ended { iface: usize, error: Option<String> },
+    Ended {
+        iface: usize,
+        error: Option<String>,
+    },
 }
 
 /// Counters one capture thread shares with the consumer.
@@ -311,7 +358,10 @@ impl LiveCapture {
             let handle = std::thread::Builder::new()
                 .name(format!("capture {name}"))
                 .spawn(move || worker.run())
-                .map_err(|e| LiveError::Thread { name, message: e.to_string() });
+                .map_err(|e| LiveError::Thread {
+                    name,
+                    message: e.to_string(),
+                });
             match handle {
                 Ok(h) => live.threads.push(h),
                 Err(e) => {
@@ -471,16 +521,25 @@ impl Worker {
         // The end message must not be lost to a full queue, so this one send
         // waits for room. It cannot hang: once the consumer closes or drops
         // the receiver, the send fails at once.
-        let _ = self.tx.blocking_send(CaptureMsg::Ended { iface: self.iface, error });
+        let _ = self.tx.blocking_send(CaptureMsg::Ended {
+            iface: self.iface,
+            error,
+        });
     }
 
     fn refresh_stats(&mut self) {
         // Counters that cannot be read (rare: a vanished interface) keep
         // their last values rather than dropping to zero.
         if let Ok(st) = self.source.cap.stats() {
-            self.shared.pcap_received.store(st.received.into(), Ordering::Relaxed);
-            self.shared.pcap_dropped.store(st.dropped.into(), Ordering::Relaxed);
-            self.shared.pcap_if_dropped.store(st.if_dropped.into(), Ordering::Relaxed);
+            self.shared
+                .pcap_received
+                .store(st.received.into(), Ordering::Relaxed);
+            self.shared
+                .pcap_dropped
+                .store(st.dropped.into(), Ordering::Relaxed);
+            self.shared
+                .pcap_if_dropped
+                .store(st.if_dropped.into(), Ordering::Relaxed);
         }
     }
 }
@@ -500,12 +559,15 @@ fn hand_over(
         shared.queue_dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    // `time_t` and `suseconds_t` are 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let ts = Timestamp::from_secs_micros(
+        packet.header.ts.tv_sec as i64,
+        packet.header.ts.tv_usec as i64,
+    );
     let msg = CaptureMsg::Packet(LivePacket {
         iface,
-        ts: Timestamp::from_secs_micros(
-            packet.header.ts.tv_sec as i64,
-            packet.header.ts.tv_usec as i64,
-        ),
+        ts,
         link,
         data: packet.data.to_vec(),
         wire_len: packet.header.len,
@@ -524,7 +586,6 @@ fn hand_over(
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

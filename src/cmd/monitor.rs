@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use stratumguard::block::{BlockOptions, BlockStatus, Blocker};
-use stratumguard::capture::live::{self, CaptureMsg, LiveCapture, LiveOptions, LiveSource};
+use stratumguard::capture::live::{
+    self, CaptureMsg, LinkState, LiveCapture, LiveOptions, LiveSource,
+};
 use stratumguard::engine::Engine;
 use stratumguard::pools::PoolEvent;
 use stratumguard::time::Timestamp;
@@ -30,6 +32,12 @@ const BATCH: usize = 256;
 /// line is printed: they answer within microseconds unless busy with a
 /// packet, and a stats line a few milliseconds late changes nothing.
 const STATS_SETTLE: Duration = Duration::from_millis(20);
+
+/// How often interface states are read, to report one that went down or
+/// lost its link (libpcap does not). Listing interfaces takes a few
+/// milliseconds, so every few seconds costs nothing and still tells the
+/// operator of a dead mirror port promptly.
+const LINK_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// How often idle flows are aged out. Flow idle timeouts are tens of seconds,
 /// so a second of slack changes nothing a user can see.
@@ -69,8 +77,10 @@ pub struct MonitorArgs {
     pub duration: Option<u64>,
     #[command(flatten)]
     pub engine: super::EngineArgs,
+    /// Boxed: the blocking options are most of this struct's size, and the
+    /// command enum in `main` holds it by value.
     #[command(flatten)]
-    pub block: BlockOptions,
+    pub block: Box<BlockOptions>,
 }
 
 pub fn run(args: MonitorArgs, common: &super::Common) -> anyhow::Result<i32> {
@@ -116,9 +126,16 @@ pub fn run(args: MonitorArgs, common: &super::Common) -> anyhow::Result<i32> {
             "stratumguard: monitoring {} (link type {}, {}, snaplen {}{})",
             s.name(),
             s.link_name(),
-            if opts.promisc { "promiscuous" } else { "not promiscuous" },
+            if opts.promisc {
+                "promiscuous"
+            } else {
+                "not promiscuous"
+            },
             opts.snaplen,
-            opts.bpf.as_ref().map(|f| format!(", filter {f:?}")).unwrap_or_default(),
+            opts.bpf
+                .as_ref()
+                .map(|f| format!(", filter {f:?}"))
+                .unwrap_or_default(),
         );
     }
     let capture = LiveCapture::start(sources)?;
@@ -171,6 +188,9 @@ impl Monitor {
             }
         };
         tokio::pin!(deadline);
+        let mut link_check = tokio::time::interval(LINK_CHECK_EVERY);
+        link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut links = vec![LinkState::Up; running];
         let mut terminate = Terminate::new()?;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -192,6 +212,7 @@ impl Monitor {
                     }
                 }
                 _ = expire.tick() => self.engine.expire(Timestamp::now()),
+                _ = link_check.tick() => self.check_links(&mut links),
                 _ = stats.tick(), if stats_interval > 0 => {
                     self.capture.request_stats();
                     stats_due.as_mut().reset(tokio::time::Instant::now() + STATS_SETTLE);
@@ -223,7 +244,9 @@ impl Monitor {
             b.finish().context("finishing the blocklist")?;
         }
         match stop {
-            Stop::AllInterfacesGone => bail!("every interface stopped capturing; nothing left to watch"),
+            Stop::AllInterfacesGone => {
+                bail!("every interface stopped capturing; nothing left to watch")
+            }
             _ => Ok(0),
         }
     }
@@ -245,6 +268,37 @@ impl Monitor {
             }
         }
         ended
+    }
+
+    /// Reports interfaces whose link state changed since the last check. A
+    /// removed interface is reported by its capture thread instead.
+    fn check_links(&self, last: &mut [LinkState]) {
+        let names = self.capture.names();
+        let now = match live::link_states(names) {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read interface states");
+                return;
+            }
+        };
+        let capture = self.capture.stats();
+        for (i, state) in now.into_iter().enumerate() {
+            if state == last[i] || state == LinkState::Gone || !capture[i].running {
+                continue;
+            }
+            let name = &names[i];
+            match state {
+                LinkState::Down => eprintln!(
+                    "stratumguard: interface {name} went down: no packets until it is up again"
+                ),
+                LinkState::NoCarrier => eprintln!(
+                    "stratumguard: interface {name} lost its link: no packets until it is back"
+                ),
+                LinkState::Up => eprintln!("stratumguard: interface {name} is up again"),
+                LinkState::Gone => {}
+            }
+            last[i] = state;
+        }
     }
 
     /// Prints (and appends to the events file) every event the engine raised,
@@ -296,7 +350,9 @@ fn block(blocker: &mut Blocker, ev: &PoolEvent) -> BlockStatus {
 
 fn println_flushed(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).context("cannot write to stdout")
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
 /// SIGTERM, the signal service managers stop a sensor with. There is no such

@@ -45,16 +45,27 @@ pub fn stratumguard() -> PathBuf {
 /// to the directory of the binary under test.
 pub fn example(name: &str) -> PathBuf {
     let bin = stratumguard();
-    let path = bin.parent().expect("binary has a directory").join("examples").join(name);
-    assert!(path.exists(), "example {name} not built at {}", path.display());
+    let path = bin
+        .parent()
+        .expect("binary has a directory")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
     path
 }
 
 /// Runs a setup command, failing the test with its stderr when it fails.
 pub fn sh(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {program}: {e}");
-    });
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program}: {e}");
+        });
     assert!(
         out.status.success(),
         "{program} {} failed: {}",
@@ -67,7 +78,11 @@ pub fn sh(program: &str, args: &[&str]) {
 /// process, several threads) or with a previous run that was killed.
 pub fn unique_tag() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{}{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A network namespace, deleted on drop.
@@ -101,7 +116,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Not `sh`: a panic inside drop during a failing test would abort.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -130,8 +147,18 @@ impl Link {
         sh(
             "ip",
             &[
-                "link", "add", &miner_if, "netns", &miner.name, "type", "veth", "peer", "name",
-                &pool_if, "netns", &pool.name,
+                "link",
+                "add",
+                &miner_if,
+                "netns",
+                &miner.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &pool_if,
+                "netns",
+                &pool.name,
             ],
         );
         let miner_ip = format!("10.231.{subnet}.1");
@@ -140,7 +167,14 @@ impl Link {
         pool.ip(&["addr", "add", &format!("{pool_ip}/24"), "dev", &pool_if]);
         miner.ip(&["link", "set", &miner_if, "up"]);
         pool.ip(&["link", "set", &pool_if, "up"]);
-        Link { miner, pool, miner_if, pool_if, miner_ip, pool_ip }
+        Link {
+            miner,
+            pool,
+            miner_if,
+            pool_if,
+            miner_ip,
+            pool_ip,
+        }
     }
 }
 
@@ -155,11 +189,20 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(label: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
         let stdout = Lines::read(child.stdout.take().expect("piped stdout"));
         let stderr = Lines::read(child.stderr.take().expect("piped stderr"));
-        Proc { label: label.to_string(), child, stdout, stderr }
+        Proc {
+            label: label.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn id(&self) -> u32 {
@@ -243,7 +286,10 @@ impl Lines {
                 }
             }
         });
-        Lines { rx, seen: Vec::new() }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits at most `timeout` for a line (among those already seen or still
