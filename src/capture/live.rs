@@ -602,6 +602,65 @@ mod tests {
         assert!(b.try_reserve(100));
     }
 
+    fn header(len: u32) -> pcap::PacketHeader {
+        pcap::PacketHeader {
+            ts: libc::timeval {
+                tv_sec: 1_700_000_000,
+                tv_usec: 5,
+            },
+            caplen: len,
+            len,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_packets_instead_of_waiting() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let (shared, budget) = (Shared::default(), ByteBudget::default());
+        let data = vec![0u8; 60];
+        let hdr = header(60);
+        for _ in 0..5 {
+            hand_over(
+                &pcap::Packet::new(&hdr, &data),
+                0,
+                LinkType(1),
+                &tx,
+                &shared,
+                &budget,
+            );
+        }
+        assert_eq!(shared.queued.load(Ordering::Relaxed), 2);
+        assert_eq!(shared.queue_dropped.load(Ordering::Relaxed), 3);
+        // Only the queued packets hold budget.
+        assert_eq!(budget.used.load(Ordering::Relaxed), 120);
+        let Ok(CaptureMsg::Packet(p)) = rx.try_recv() else {
+            panic!("a packet is queued")
+        };
+        assert_eq!(
+            (p.ts, p.data.len(), p.wire_len),
+            (Timestamp(1_700_000_000_000_005), 60, 60)
+        );
+    }
+
+    #[test]
+    fn a_packet_past_the_byte_cap_is_dropped_and_counted() {
+        let (tx, _rx) = mpsc::channel(QUEUE_PACKETS);
+        let (shared, budget) = (Shared::default(), ByteBudget::default());
+        assert!(budget.try_reserve(QUEUE_BYTES - 100));
+        let data = vec![0u8; 101];
+        let hdr = header(101);
+        hand_over(
+            &pcap::Packet::new(&hdr, &data),
+            0,
+            LinkType(1),
+            &tx,
+            &shared,
+            &budget,
+        );
+        assert_eq!(shared.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.queue_dropped.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn a_missing_interface_is_named_in_the_error() {
         let err = check_interfaces(&["sg-no-such-if0".to_string()]).unwrap_err();

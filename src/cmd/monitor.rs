@@ -33,6 +33,13 @@ const BATCH: usize = 256;
 /// packet, and a stats line a few milliseconds late changes nothing.
 const STATS_SETTLE: Duration = Duration::from_millis(20);
 
+/// Longest stats interval accepted: a week already means "rarely", and a
+/// bound keeps the timer arithmetic far from overflow.
+const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+/// Longest `--duration`: ten years, for the same reason; a sensor meant to
+/// run for ever simply leaves `--duration` out.
+const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// How often interface states are read, to report one that went down or
 /// lost its link (libpcap does not). Listing interfaces takes a few
 /// milliseconds, so every few seconds costs nothing and still tells the
@@ -69,11 +76,13 @@ pub struct MonitorArgs {
     /// Also append each detection line to this file.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Seconds between statistics lines (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Seconds between statistics lines (0: only at exit; at most a week).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_INTERVAL_SECS))]
     pub stats_interval: u64,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
     pub duration: Option<u64>,
     #[command(flatten)]
     pub engine: super::EngineArgs,
