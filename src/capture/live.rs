@@ -279,7 +279,8 @@ struct Shared {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct InterfaceStats {
     pub name: String,
-    /// Packets libpcap received (after the BPF filter).
+    /// Packets libpcap received (those that passed the BPF filter). On
+    /// Linux this includes the ones the kernel then dropped.
     pub received: u64,
     /// Packets the kernel dropped because its buffer was full.
     pub kernel_dropped: u64,
