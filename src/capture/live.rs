@@ -11,8 +11,10 @@
 //! kernel's ring buffer, where it is counted too but the backlog it builds
 //! delays every later detection.
 //!
-//! An interface that fails while running (removed, brought down) ends its own
-//! thread with an [`CaptureMsg::Ended`] message; the others keep running.
+//! An interface that fails while running (it was removed) ends its own
+//! thread with a [`CaptureMsg::Ended`] message; the others keep running. One
+//! that goes down or loses its link raises no error in libpcap, so that is
+//! found by asking the OS ([`link_states`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -268,7 +270,7 @@ struct Shared {
     queued: AtomicU64,
     /// Packets dropped because the queue was full (by packets or by bytes).
     queue_dropped: AtomicU64,
-    /// libpcap's counters, as of the last refresh.
+    /// libpcap's counters, as of the last refresh, widened to 64 bits.
     pcap_received: AtomicU64,
     pcap_dropped: AtomicU64,
     pcap_if_dropped: AtomicU64,
@@ -354,6 +356,7 @@ impl LiveCapture {
                 shared,
                 stop: stop.clone(),
                 budget: budget.clone(),
+                last_pcap: [0; 3],
             };
             let name = live.names[iface].clone();
             let handle = std::thread::Builder::new()
@@ -479,6 +482,9 @@ struct Worker {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     budget: Arc<ByteBudget>,
+    /// libpcap's counters (received, dropped, interface-dropped) at the last
+    /// refresh.
+    last_pcap: [u32; 3],
 }
 
 impl Worker {
@@ -528,19 +534,29 @@ impl Worker {
         });
     }
 
+    /// Adds what libpcap counted since the last refresh to the shared
+    /// 64-bit totals.
+    ///
+    /// Libpcap's counters are 32 bits wide and wrap after about 4.3 billion
+    /// packets, half a day at 100 000 packets/s, while a sensor runs for
+    /// weeks. Adding wrapping differences keeps the totals right as long as
+    /// fewer than 2^32 packets pass between two refreshes, and refreshes
+    /// happen every second while packets flow.
     fn refresh_stats(&mut self) {
         // Counters that cannot be read (rare: a vanished interface) keep
         // their last values rather than dropping to zero.
-        if let Ok(st) = self.source.cap.stats() {
-            self.shared
-                .pcap_received
-                .store(st.received.into(), Ordering::Relaxed);
-            self.shared
-                .pcap_dropped
-                .store(st.dropped.into(), Ordering::Relaxed);
-            self.shared
-                .pcap_if_dropped
-                .store(st.if_dropped.into(), Ordering::Relaxed);
+        let Ok(st) = self.source.cap.stats() else {
+            return;
+        };
+        let now = [st.received, st.dropped, st.if_dropped];
+        let totals = [
+            &self.shared.pcap_received,
+            &self.shared.pcap_dropped,
+            &self.shared.pcap_if_dropped,
+        ];
+        for ((total, now), last) in totals.into_iter().zip(now).zip(&mut self.last_pcap) {
+            total.fetch_add(u64::from(now.wrapping_sub(*last)), Ordering::Relaxed);
+            *last = now;
         }
     }
 }
