@@ -46,16 +46,12 @@ fn capture_of<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|c| c["name"] == name)
 }
 
-fn start_server(link: &Link, mode: &str, port: u16) -> Proc {
+/// Starts `stratum_pool` in `mode` on `addr` in the pool namespace.
+fn start_server(link: &Link, mode: &str, addr: &str) -> Proc {
     let mut cmd = link.pool.command(&example("stratum_pool"));
-    cmd.args([
-        "--listen",
-        &format!("{}:{port}", link.pool_ip),
-        "--mode",
-        mode,
-    ])
-    .args(["--run-secs", "60"]);
-    let mut p = Proc::spawn(&format!("{mode} server"), cmd);
+    cmd.args(["--listen", addr, "--mode", mode])
+        .args(["--run-secs", "60"]);
+    let mut p = Proc::spawn(&format!("{mode} server on {addr}"), cmd);
     let ready = p.stdout().wait_for(STEP, |l| l.contains("listening on"));
     assert!(
         ready.is_some(),
@@ -65,21 +61,17 @@ fn start_server(link: &Link, mode: &str, port: u16) -> Proc {
     p
 }
 
-fn client(link: &Link, mode: &str, port: u16) -> Command {
+/// `stratum_miner` in `mode` against `addr`, from the miner namespace.
+fn client(link: &Link, mode: &str, addr: &str) -> Command {
     let mut cmd = link.miner.command(&example("stratum_miner"));
-    cmd.args([
-        "--connect",
-        &format!("{}:{port}", link.pool_ip),
-        "--mode",
-        mode,
-    ]);
+    cmd.args(["--connect", addr, "--mode", mode]);
     cmd
 }
 
 /// Runs one client exchange to completion and checks that it really took
 /// place, so that "no detection" cannot come from "no traffic".
-fn exchange(link: &Link, mode: &str, port: u16) {
-    let out = run_bounded(&format!("{mode} client"), client(link, mode, port), STEP);
+fn exchange(link: &Link, mode: &str, addr: &str) {
+    let out = run_bounded(&format!("{mode} client"), client(link, mode, addr), STEP);
     assert!(
         out.status.success(),
         "{mode} exchange failed: {}{}",
@@ -111,57 +103,63 @@ fn start_monitor(ns: &Netns, interfaces: &[&str], extra: &[&str]) -> Proc {
 }
 
 #[test]
-fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_rpc_are_not() {
+fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_rpc_are_not() {
     if !require_root() {
         return;
     }
     let link = Link::new(1);
+    let pool4 = format!("{}:{STRATUM_PORT}", link.pool_ip);
+    let pool6 = format!("[{}]:{STRATUM_PORT}", link.pool_ip6);
+    let http = format!("{}:{HTTP_PORT}", link.pool_ip);
+    let rpc = format!("{}:{JSONRPC_PORT}", link.pool_ip);
     let dir = tempfile::tempdir().expect("temp dir");
     let events_path = dir.path().join("events.jsonl");
-    let _pool = start_server(&link, "stratum", STRATUM_PORT);
-    let _http = start_server(&link, "http", HTTP_PORT);
-    let _rpc = start_server(&link, "jsonrpc", JSONRPC_PORT);
+    let _pool4 = start_server(&link, "stratum", &pool4);
+    let _pool6 = start_server(&link, "stratum", &pool6);
+    let _http = start_server(&link, "http", &http);
+    let _rpc = start_server(&link, "jsonrpc", &rpc);
     let events_arg = events_path.to_str().expect("utf-8 temp path");
     let mut monitor = start_monitor(&link.miner, &[&link.miner_if], &["--events", events_arg]);
 
     // The look-alikes go first. The engine handles packets in capture order,
     // so once the pool's detection (which comes later) is out, these flows
     // have been fully inspected too.
-    exchange(&link, "http", HTTP_PORT);
-    exchange(&link, "jsonrpc", JSONRPC_PORT);
+    exchange(&link, "http", &http);
+    exchange(&link, "jsonrpc", &rpc);
 
-    // The miner: detection must follow within seconds.
-    let started = Instant::now();
-    let mut miner = Proc::spawn("stratum miner", {
-        let mut c = client(&link, "stratum", STRATUM_PORT);
-        c.args(["--run-secs", "2"]);
-        c
-    });
-    let pool_ip = link.pool_ip.clone();
-    let detection = monitor.stdout().wait_for(DETECT_WITHIN, |l| {
-        json(l).is_some_and(|v| {
-            is_pool_event(&v)
-                && v["dest_ip"] == pool_ip.as_str()
-                && v["dest_port"] == STRATUM_PORT
-                && v["mining"]["confidence"] == "confirmed"
-        })
-    });
-    let took = started.elapsed();
-    let miner_status = miner.wait(STEP);
-    assert!(
-        miner_status.success(),
-        "the miner's session failed\n{}",
-        miner.transcript()
-    );
-    let detection = detection.unwrap_or_else(|| {
-        panic!(
-            "pool {pool_ip}:{STRATUM_PORT} not reported confirmed within {DETECT_WITHIN:?}\n{}",
-            monitor.transcript()
-        )
-    });
-    let v = json(&detection).expect("detection is JSON");
-    assert_eq!(v["mining"]["dialect"], "stratum-v1", "{detection}");
-    assert!(took <= DETECT_WITHIN, "detection took {took:?}");
+    // A miner per address family: detection must follow within seconds.
+    for (pool, ip) in [(&pool4, &link.pool_ip), (&pool6, &link.pool_ip6)] {
+        let started = Instant::now();
+        let mut miner = Proc::spawn("stratum miner", {
+            let mut c = client(&link, "stratum", pool);
+            c.args(["--run-secs", "2"]);
+            c
+        });
+        let detection = monitor.stdout().wait_for(DETECT_WITHIN, |l| {
+            json(l).is_some_and(|v| {
+                is_pool_event(&v)
+                    && v["dest_ip"] == ip.as_str()
+                    && v["dest_port"] == STRATUM_PORT
+                    && v["mining"]["confidence"] == "confirmed"
+            })
+        });
+        let took = started.elapsed();
+        let miner_status = miner.wait(STEP);
+        assert!(
+            miner_status.success(),
+            "the miner's session failed\n{}",
+            miner.transcript()
+        );
+        let detection = detection.unwrap_or_else(|| {
+            panic!(
+                "pool {pool} not reported confirmed within {DETECT_WITHIN:?}\n{}",
+                monitor.transcript()
+            )
+        });
+        let v = json(&detection).expect("detection is JSON");
+        assert_eq!(v["mining"]["dialect"], "stratum-v1", "{detection}");
+        assert!(took <= DETECT_WITHIN, "detection of {pool} took {took:?}");
+    }
 
     // A periodic stats line that counted the traffic.
     let miner_if = link.miner_if.clone();
@@ -192,26 +190,25 @@ fn a_stratum_pool_on_an_unusual_port_is_reported_confirmed_while_http_and_json_r
         .collect();
     let stderr = monitor.stderr().all().join("\n");
 
-    // Every pool event is about the Stratum pool; the HTTP server and the
-    // JSON-RPC service were never reported, and the pool at most twice (when
-    // new and when confirmed) although it pushed many jobs.
+    // Every pool event is about one of the two Stratum pools; the HTTP
+    // server and the JSON-RPC service were never reported, and each pool at
+    // most twice (when new and when confirmed) although it pushed many jobs.
     let pool_events: Vec<&Value> = stdout.iter().filter(|v| is_pool_event(v)).collect();
+    for ip in [&link.pool_ip, &link.pool_ip6] {
+        let n = pool_events
+            .iter()
+            .filter(|ev| ev["dest_ip"] == ip.as_str() && ev["dest_port"] == STRATUM_PORT)
+            .count();
+        assert!((1..=2).contains(&n), "{n} events for {ip}\n{transcript}");
+    }
     for ev in &pool_events {
-        assert_eq!(
-            ev["dest_ip"],
-            link.pool_ip.as_str(),
-            "unexpected pool\n{transcript}"
-        );
-        assert_eq!(
-            ev["dest_port"], STRATUM_PORT,
-            "unexpected pool\n{transcript}"
+        let ip = ev["dest_ip"].as_str().unwrap_or_default();
+        assert!(
+            (ip == link.pool_ip || ip == link.pool_ip6) && ev["dest_port"] == STRATUM_PORT,
+            "unexpected pool {ip}:{}\n{transcript}",
+            ev["dest_port"]
         );
     }
-    assert!(
-        (1..=2).contains(&pool_events.len()),
-        "{} events for one pool\n{transcript}",
-        pool_events.len()
-    );
 
     // The final stats, on stdout as JSON and on stderr as readable lines.
     let last = stdout
@@ -266,7 +263,8 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
     ]);
     link.miner.ip(&["link", "set", &extra, "up"]);
     link.miner.ip(&["link", "set", &extra_peer, "up"]);
-    let _http = start_server(&link, "http", HTTP_PORT);
+    let http = format!("{}:{HTTP_PORT}", link.pool_ip);
+    let _http = start_server(&link, "http", &http);
     let mut monitor = start_monitor(&link.miner, &[&link.miner_if, &extra], &[]);
 
     // Take one interface down: libpcap says nothing, the monitor does.
@@ -300,7 +298,7 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
         })
         .and_then(|l| capture_of(&json(&l)?, &miner_if)?["received"].as_u64())
         .unwrap_or_else(|| panic!("no stats after the removal\n{}", monitor.transcript()));
-    exchange(&link, "http", HTTP_PORT);
+    exchange(&link, "http", &http);
     let grew = monitor.stdout().wait_for(STEP, |l| {
         json(l).is_some_and(|v| {
             is_stats(&v)

@@ -123,7 +123,7 @@ impl Drop for Netns {
 }
 
 /// Two namespaces, a "miner" host and a "pool" host, joined by a veth pair
-/// with an IPv4 subnet of their own.
+/// with an IPv4 and an IPv6 subnet of their own.
 pub struct Link {
     pub miner: Netns,
     pub pool: Netns,
@@ -132,6 +132,8 @@ pub struct Link {
     pub pool_if: String,
     pub miner_ip: String,
     pub pool_ip: String,
+    /// The pool host's IPv6 address (the miner's is `...::1`).
+    pub pool_ip6: String,
 }
 
 impl Link {
@@ -165,6 +167,25 @@ impl Link {
         let pool_ip = format!("10.231.{subnet}.2");
         miner.ip(&["addr", "add", &format!("{miner_ip}/24"), "dev", &miner_if]);
         pool.ip(&["addr", "add", &format!("{pool_ip}/24"), "dev", &pool_if]);
+        // `nodad`: the addresses are usable at once instead of after
+        // duplicate address detection, which would only slow the test.
+        let (miner_ip6, pool_ip6) = (format!("fd31:{subnet}::1"), format!("fd31:{subnet}::2"));
+        miner.ip(&[
+            "addr",
+            "add",
+            &format!("{miner_ip6}/64"),
+            "dev",
+            &miner_if,
+            "nodad",
+        ]);
+        pool.ip(&[
+            "addr",
+            "add",
+            &format!("{pool_ip6}/64"),
+            "dev",
+            &pool_if,
+            "nodad",
+        ]);
         miner.ip(&["link", "set", &miner_if, "up"]);
         pool.ip(&["link", "set", &pool_if, "up"]);
         Link {
@@ -174,6 +195,7 @@ impl Link {
             pool_if,
             miner_ip,
             pool_ip,
+            pool_ip6,
         }
     }
 }
