@@ -78,6 +78,10 @@ pub enum PoolEventKind {
     New,
     /// A pool first seen as suspected has now been confirmed.
     Confirmed,
+    /// The miner's agent, login or algorithm became known after the pool was
+    /// reported (a worker logs in just after the pool's first answer). Each
+    /// field is filled once, so a pool has at most three of these.
+    Details,
 }
 
 #[derive(Clone, Debug)]
@@ -179,7 +183,7 @@ impl PoolRegistry {
                 });
                 self.index.insert(key, id);
                 let rec = &mut self.records[id as usize];
-                merge(rec, client, sighting, new_flow, ts);
+                let _ = merge(rec, client, sighting, new_flow, ts);
                 return (
                     Some(id),
                     Some(PoolEvent {
@@ -194,16 +198,31 @@ impl PoolRegistry {
         if upgraded {
             rec.confidence = confidence;
         }
-        merge(rec, client, sighting, new_flow, ts);
-        let event = upgraded.then(|| PoolEvent {
-            kind: PoolEventKind::Confirmed,
+        let filled = merge(rec, client, sighting, new_flow, ts);
+        let kind = if upgraded {
+            Some(PoolEventKind::Confirmed)
+        } else if filled {
+            Some(PoolEventKind::Details)
+        } else {
+            None
+        };
+        let event = kind.map(|kind| PoolEvent {
+            kind,
             pool: rec.clone(),
         });
         (Some(id), event)
     }
 }
 
-fn merge(rec: &mut PoolRecord, client: IpAddr, s: &Sighting, new_flow: bool, ts: Timestamp) {
+/// Folds a sighting into a record; true when it filled the agent, login or
+/// algorithm for the first time.
+fn merge(
+    rec: &mut PoolRecord,
+    client: IpAddr,
+    s: &Sighting,
+    new_flow: bool,
+    ts: Timestamp,
+) -> bool {
     if new_flow {
         rec.flows += 1;
     }
@@ -225,13 +244,16 @@ fn merge(rec: &mut PoolRecord, client: IpAddr, s: &Sighting, new_flow: bool, ts:
             rec.methods.insert(m.clone());
         }
     }
-    if rec.agent.is_none() {
-        rec.agent.clone_from(&s.agent);
+    let mut filled = false;
+    for (have, seen) in [
+        (&mut rec.agent, &s.agent),
+        (&mut rec.login, &s.login),
+        (&mut rec.algo, &s.algo),
+    ] {
+        if have.is_none() && seen.is_some() {
+            have.clone_from(seen);
+            filled = true;
+        }
     }
-    if rec.login.is_none() {
-        rec.login.clone_from(&s.login);
-    }
-    if rec.algo.is_none() {
-        rec.algo.clone_from(&s.algo);
-    }
+    filled
 }

@@ -191,15 +191,30 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
     let stderr = monitor.stderr().all().join("\n");
 
     // Every pool event is about one of the two Stratum pools; the HTTP
-    // server and the JSON-RPC service were never reported, and each pool at
-    // most twice (when new and when confirmed) although it pushed many jobs.
+    // server and the JSON-RPC service were never reported, and each pool
+    // reported once per kind of event (new, confirmed, details learnt later)
+    // although it pushed many jobs. The worker's login reaches the output.
     let pool_events: Vec<&Value> = stdout.iter().filter(|v| is_pool_event(v)).collect();
     for ip in [&link.pool_ip, &link.pool_ip6] {
-        let n = pool_events
+        let kinds: Vec<&str> = pool_events
             .iter()
             .filter(|ev| ev["dest_ip"] == ip.as_str() && ev["dest_port"] == STRATUM_PORT)
-            .count();
-        assert!((1..=2).contains(&n), "{n} events for {ip}\n{transcript}");
+            .filter_map(|ev| ev["mining"]["event"].as_str())
+            .collect();
+        let mut distinct = kinds.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            !kinds.is_empty() && kinds.len() == distinct.len(),
+            "events for {ip}: {kinds:?}\n{transcript}"
+        );
+        let logged_in = pool_events
+            .iter()
+            .any(|ev| ev["dest_ip"] == ip.as_str() && ev["mining"]["login"].as_str().is_some());
+        assert!(
+            logged_in,
+            "no event for {ip} carries the login\n{transcript}"
+        );
     }
     for ev in &pool_events {
         let ip = ev["dest_ip"].as_str().unwrap_or_default();

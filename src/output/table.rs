@@ -61,6 +61,7 @@ pub fn event_line(ev: &PoolEvent, block: Option<&BlockStatus>) -> String {
     let what = match ev.kind {
         PoolEventKind::New => "new pool",
         PoolEventKind::Confirmed => "pool confirmed",
+        PoolEventKind::Details => "pool details",
     };
     let c = cells(p);
     let mut line = format!(
