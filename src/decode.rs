@@ -127,9 +127,22 @@ fn ethernet_ipv4_tcp(data: &[u8]) -> Option<Result<TcpSegment<'_>, Skip>> {
     let end = total.min(ip_bytes.len());
     let tcp_bytes = &ip_bytes[header..end];
     let tcp = TcpHeaderSlice::from_slice(tcp_bytes).ok()?;
-    Some(Ok(TcpSegment {
-        src: IpAddr::V4(Ipv4Addr::from(ip.source())),
-        dst: IpAddr::V4(Ipv4Addr::from(ip.destination())),
+    let src = IpAddr::V4(Ipv4Addr::from(ip.source()));
+    let dst = IpAddr::V4(Ipv4Addr::from(ip.destination()));
+    let payload = &tcp_bytes[tcp.slice().len()..];
+    Some(Ok(segment(src, dst, &tcp, payload, total > ip_bytes.len())))
+}
+
+fn segment<'a>(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &TcpHeaderSlice<'_>,
+    payload: &'a [u8],
+    truncated: bool,
+) -> TcpSegment<'a> {
+    TcpSegment {
+        src,
+        dst,
         src_port: tcp.source_port(),
         dst_port: tcp.destination_port(),
         seq: tcp.sequence_number(),
@@ -139,9 +152,9 @@ fn ethernet_ipv4_tcp(data: &[u8]) -> Option<Result<TcpSegment<'_>, Skip>> {
             fin: tcp.fin(),
             rst: tcp.rst(),
         },
-        payload: &tcp_bytes[tcp.slice().len()..],
-        truncated: total > ip_bytes.len(),
-    }))
+        payload,
+        truncated,
+    }
 }
 
 /// Every link type and every shape of packet, with etherparse's lax slicing.
@@ -209,21 +222,15 @@ fn decode_lax(link: LinkType, data: &[u8]) -> Result<TcpSegment<'_>, Skip> {
         Some(TransportSlice::Tcp(tcp)) => tcp,
         _ => return Err(Skip::Malformed),
     };
-    Ok(TcpSegment {
+    // Re-reading the header as a header slice: this path is the rare one.
+    let header = TcpHeaderSlice::from_slice(tcp.header_slice()).map_err(|_| Skip::Malformed)?;
+    Ok(segment(
         src,
         dst,
-        src_port: tcp.source_port(),
-        dst_port: tcp.destination_port(),
-        seq: tcp.sequence_number(),
-        flags: TcpFlags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
-        },
-        payload: tcp.payload(),
-        truncated: ip_payload.incomplete,
-    })
+        &header,
+        tcp.payload(),
+        ip_payload.incomplete,
+    ))
 }
 
 fn split(data: &[u8], n: usize) -> Result<(&[u8], &[u8]), Skip> {

@@ -61,6 +61,27 @@ pub struct PoolRecord {
     pub last_seen: Timestamp,
 }
 
+impl PoolRecord {
+    /// A record with only an address and a confidence, for tests elsewhere.
+    #[cfg(test)]
+    pub(crate) fn for_test(server: &str, confidence: Confidence) -> PoolRecord {
+        PoolRecord {
+            server: server.parse().expect("test address"),
+            dialect: "stratum-v1".into(),
+            confidence,
+            methods: BTreeSet::new(),
+            agent: None,
+            login: None,
+            algo: None,
+            clients: BTreeSet::new(),
+            clients_dropped: 0,
+            flows: 1,
+            first_seen: Timestamp(0),
+            last_seen: Timestamp(0),
+        }
+    }
+}
+
 /// What one flow contributed; merged into the record of its pool.
 #[derive(Clone, Debug, Default)]
 pub struct Sighting {

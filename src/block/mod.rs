@@ -620,20 +620,7 @@ mod tests {
     use crate::pools::Confidence;
 
     fn pool(addr: &str, confidence: Confidence) -> PoolRecord {
-        PoolRecord {
-            server: addr.parse().unwrap(),
-            dialect: "stratum-v1".into(),
-            confidence,
-            methods: Default::default(),
-            agent: None,
-            login: None,
-            algo: None,
-            clients: Default::default(),
-            clients_dropped: 0,
-            flows: 1,
-            first_seen: Timestamp(0),
-            last_seen: Timestamp(0),
-        }
+        PoolRecord::for_test(addr, confidence)
     }
 
     /// A blocker over a recording dry run of the in-memory backend, with a
