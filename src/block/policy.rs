@@ -236,7 +236,6 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Timestamp;
 
     fn pool(addr: &str, confidence: Confidence) -> PoolRecord {
         PoolRecord::for_test(addr, confidence)
