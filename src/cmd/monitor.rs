@@ -220,7 +220,7 @@ impl Monitor {
                         break Stop::AllInterfacesGone;
                     }
                 }
-                _ = expire.tick() => self.engine.expire(Timestamp::now()),
+                _ = expire.tick() => self.upkeep(),
                 _ = link_check.tick() => self.check_links(&mut links),
                 _ = stats.tick(), if stats_interval > 0 => {
                     self.capture.request_stats();
@@ -342,6 +342,20 @@ impl Monitor {
             println_flushed(&report::stats_json(&ifaces, &engine, pools, uptime, last))?;
         }
         Ok(())
+    }
+}
+
+impl Monitor {
+    /// Once a second: ages idle flows, and lets the blocker drop expired
+    /// entries and apply what it held back (iptables rules have no timers of
+    /// their own, so without this they would outlive their entries).
+    fn upkeep(&mut self) {
+        self.engine.expire(Timestamp::now());
+        if let Some(b) = self.blocker.as_mut() {
+            if let Err(e) = b.tick() {
+                eprintln!("stratumguard: blocklist upkeep failed: {e:#}");
+            }
+        }
     }
 }
 
