@@ -179,6 +179,18 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// Once a second: ages idle flows, and lets the blocker drop expired
+    /// entries and apply what it held back (iptables rules have no timers of
+    /// their own, so without this they would outlive their entries).
+    fn upkeep(&mut self) {
+        self.engine.expire(Timestamp::now());
+        if let Some(b) = self.blocker.as_mut() {
+            if let Err(e) = b.tick() {
+                eprintln!("stratumguard: blocklist upkeep failed: {e:#}");
+            }
+        }
+    }
+
     async fn run(mut self, stats_interval: u64, duration: Option<u64>) -> anyhow::Result<i32> {
         let mut batch = Vec::with_capacity(BATCH);
         let mut running = self.capture.names().len();
@@ -342,20 +354,6 @@ impl Monitor {
             println_flushed(&report::stats_json(&ifaces, &engine, pools, uptime, last))?;
         }
         Ok(())
-    }
-}
-
-impl Monitor {
-    /// Once a second: ages idle flows, and lets the blocker drop expired
-    /// entries and apply what it held back (iptables rules have no timers of
-    /// their own, so without this they would outlive their entries).
-    fn upkeep(&mut self) {
-        self.engine.expire(Timestamp::now());
-        if let Some(b) = self.blocker.as_mut() {
-            if let Err(e) = b.tick() {
-                eprintln!("stratumguard: blocklist upkeep failed: {e:#}");
-            }
-        }
     }
 }
 
