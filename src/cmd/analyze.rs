@@ -47,6 +47,9 @@ pub fn run(args: AnalyzeArgs, common: &super::Common) -> anyhow::Result<i32> {
     for e in &path_errors {
         report_error(&mut out, args.json, "", e)?;
     }
+    if files.is_empty() && path_errors.is_empty() {
+        anyhow::bail!("no capture files (*.pcap, *.pcapng, *.cap, *.dmp) in the paths given");
+    }
 
     let total: u64 = files
         .iter()
