@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     ok &= most_held as usize <= DEFAULT_BUFFER_BUDGET && s.buffer_refused > 0;
     println!(
         "partial-line flows: {wanted} flows wanting {} MiB in {:.2} s; most held {} MiB, budget refusals {}, lines cut {}; peak RSS so far {}",
-        wanted * (line.len() + 1) >> 20,
+        (wanted * (line.len() + 1)) >> 20,
         started.elapsed().as_secs_f64(),
         most_held >> 20,
         s.buffer_refused,

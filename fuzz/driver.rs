@@ -51,6 +51,10 @@ struct Args {
     /// Where failing inputs are written.
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
+    /// Write each target's seeds to DIR/TARGET/ (a starting corpus for
+    /// libFuzzer) and exit.
+    #[arg(long, value_name = "DIR")]
+    write_seeds: Option<PathBuf>,
     /// Target names, or `all`.
     #[arg(required = true)]
     targets: Vec<String>,
@@ -77,6 +81,9 @@ fn main() -> ExitCode {
     }
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some(dir) = &args.write_seeds {
+        return write_seeds(dir, &names, &root, args.max_len);
+    }
     let artifacts = args
         .artifacts
         .clone()
@@ -102,7 +109,10 @@ fn main() -> ExitCode {
         println!("{}", run.report.line(name));
     }
     if failed {
-        eprintln!("fuzz: failures found; inputs are in {}", artifacts.display());
+        eprintln!(
+            "fuzz: failures found; inputs are in {}",
+            artifacts.display()
+        );
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -137,6 +147,23 @@ fn replay(file: &Path, names: &[&str], last_panic: &Mutex<Option<String>>) -> Ex
     code
 }
 
+fn write_seeds(dir: &Path, names: &[&str], root: &Path, max_len: usize) -> ExitCode {
+    for name in names {
+        let d = dir.join(name);
+        let written = std::fs::create_dir_all(&d).and_then(|_| {
+            for seed in seeds(name, root, max_len) {
+                std::fs::write(d.join(format!("seed-{:016x}", fnv1a(&seed))), &seed)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            eprintln!("fuzz: {}: {e}", d.display());
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Seeds per target: real captures, shipped files, committed regressions.
 fn seeds(name: &str, root: &Path, max_len: usize) -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = Vec::new();
@@ -159,7 +186,11 @@ fn seeds(name: &str, root: &Path, max_len: usize) -> Vec<Vec<u8>> {
         }
         "signatures" => {
             seeds.push(targets::SIGNATURE_FILES.join("\0").into_bytes());
-            seeds.extend(targets::SIGNATURE_FILES.iter().map(|t| t.as_bytes().to_vec()));
+            seeds.extend(
+                targets::SIGNATURE_FILES
+                    .iter()
+                    .map(|t| t.as_bytes().to_vec()),
+            );
         }
         "state-file" => seeds.extend(targets::STATE_SEEDS.iter().map(|t| t.as_bytes().to_vec())),
         _ => {}
@@ -427,13 +458,21 @@ fn mutate(input: &mut Vec<u8>, corpus: &[Vec<u8>], rng: &mut fastrand::Rng) {
         6 if len >= 2 => {
             let at = rng.usize(..len - 1);
             let v = INTERESTING_U16[rng.usize(..INTERESTING_U16.len())];
-            let b = if rng.bool() { v.to_le_bytes() } else { v.to_be_bytes() };
+            let b = if rng.bool() {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            };
             input[at..at + 2].copy_from_slice(&b);
         }
         7 if len >= 4 => {
             let at = rng.usize(..len - 3);
             let v = INTERESTING_U32[rng.usize(..INTERESTING_U32.len())];
-            let b = if rng.bool() { v.to_le_bytes() } else { v.to_be_bytes() };
+            let b = if rng.bool() {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            };
             input[at..at + 4].copy_from_slice(&b);
         }
         // Add or subtract a little.

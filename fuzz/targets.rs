@@ -88,13 +88,20 @@ fn fuzz_engine(sigs: Arc<SignatureSet>) -> Engine {
 /// The bounds that must hold after any packet.
 fn check_bounds(e: &Engine) {
     let s = e.stats();
-    assert!(e.flows() <= FUZZ_MAX_FLOWS, "flow table over its cap: {}", e.flows());
+    assert!(
+        e.flows() <= FUZZ_MAX_FLOWS,
+        "flow table over its cap: {}",
+        e.flows()
+    );
     assert!(
         s.buffered_bytes as usize <= FUZZ_BUFFER_BUDGET,
         "buffered bytes over the budget: {}",
         s.buffered_bytes
     );
-    assert!(e.pools().len() <= FUZZ_MAX_POOLS, "pool registry over its cap");
+    assert!(
+        e.pools().len() <= FUZZ_MAX_POOLS,
+        "pool registry over its cap"
+    );
 }
 
 /// Ends a run: forgets every flow and checks that all their bytes went back.
@@ -136,7 +143,11 @@ fn features(e: &Engine) -> u64 {
     }
     let dialects = &e.signatures().dialects;
     for p in e.pools().sorted() {
-        let d = dialects.iter().position(|d| d.name == p.dialect).unwrap_or(15) % 16;
+        let d = dialects
+            .iter()
+            .position(|d| d.name == p.dialect)
+            .unwrap_or(15)
+            % 16;
         let confirmed = u64::from(p.confidence == Confidence::Confirmed);
         bits |= 1 << (16 + 2 * d as u64 + confirmed);
         if p.agent.is_some() {
@@ -198,7 +209,10 @@ pub fn packets(data: &[u8]) -> u64 {
 
 /// Encodes packets in the `packets` input format.
 pub fn encode_packets(link: LinkType, packets: &[(u8, &[u8])]) -> Vec<u8> {
-    let sel = LINKS.iter().position(|l| *l == link).unwrap_or(LINKS.len() - 1);
+    let sel = LINKS
+        .iter()
+        .position(|l| *l == link)
+        .unwrap_or(LINKS.len() - 1);
     let mut out = vec![sel as u8];
     for (step, p) in packets {
         let len = p.len().min(u16::MAX as usize);
@@ -249,8 +263,15 @@ enum SeqChoice {
 enum PayloadChoice {
     Bytes(Vec<u8>),
     /// A slice of one of the protocol messages below.
-    Piece { which: u8, from: u16, to: u16 },
-    Fill { byte: u8, len: u16 },
+    Piece {
+        which: u8,
+        from: u16,
+        to: u16,
+    },
+    Fill {
+        byte: u8,
+        len: u16,
+    },
 }
 
 /// Real protocol messages, so that mutations start from text the detector
@@ -395,13 +416,21 @@ pub fn signatures(data: &[u8]) -> u64 {
         .split(|b| *b == 0)
         .take(MAX_SIGNATURE_FILES)
         .enumerate()
-        .map(|(i, t)| (format!("fuzz-{i}.json"), String::from_utf8_lossy(t).into_owned()))
+        .map(|(i, t)| {
+            (
+                format!("fuzz-{i}.json"),
+                String::from_utf8_lossy(t).into_owned(),
+            )
+        })
         .collect();
     let set = match SignatureSet::from_texts(&files) {
         Ok(set) => set,
         Err(err) => {
             let text = err.to_string();
-            assert!(text.starts_with("fuzz-"), "error does not name the file: {text}");
+            assert!(
+                text.starts_with("fuzz-"),
+                "error does not name the file: {text}"
+            );
             // Tell the kinds of refusal apart by the start of their message.
             let kind = match err {
                 SignatureError::Syntax { .. } => 0,
@@ -415,7 +444,11 @@ pub fn signatures(data: &[u8]) -> u64 {
     };
     let names: std::collections::BTreeSet<&str> =
         set.dialects.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names.len(), set.dialects.len(), "a dialect name loaded twice");
+    assert_eq!(
+        names.len(),
+        set.dialects.len(),
+        "a dialect name loaded twice"
+    );
 
     // Whatever was loaded must be safe to detect with: run every message
     // through an engine, as a client and as a server.
@@ -437,7 +470,14 @@ pub fn signatures(data: &[u8]) -> u64 {
     for (i, m) in MESSAGES.iter().enumerate() {
         let from_server = i % 2 == 1;
         let side = usize::from(from_server);
-        let p = segment_bytes(&flow, from_server, next[side], 0b1_1000, m.as_bytes(), &mut out);
+        let p = segment_bytes(
+            &flow,
+            from_server,
+            next[side],
+            0b1_1000,
+            m.as_bytes(),
+            &mut out,
+        );
         next[side] = next[side].wrapping_add(m.len() as u32);
         ts = ts.plus(Duration::from_millis(10));
         e.process(ts, LinkType::RAW, &p, p.len() as u32);

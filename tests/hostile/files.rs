@@ -21,7 +21,11 @@ fn source() -> PathBuf {
 /// The crafted file's bytes; it is little-endian, microsecond pcap.
 fn source_bytes() -> Vec<u8> {
     let b = std::fs::read(source()).expect("read crafted capture");
-    assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian pcap expected");
+    assert_eq!(
+        &b[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian pcap expected"
+    );
     b
 }
 

@@ -89,7 +89,8 @@ fn flows_idle_past_the_timeout_are_evicted_and_counted() {
     assert_eq!(s.buffered_bytes, 0);
 }
 
-const SUBSCRIBE: &[u8] = b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cgminer/4.10.0\"]}\n";
+const SUBSCRIBE: &[u8] =
+    b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cgminer/4.10.0\"]}\n";
 const ANSWER: &[u8] =
     b"{\"id\":1,\"result\":[[[\"mining.notify\",\"ae68\"]],\"08000002\",4],\"error\":null}\n";
 
@@ -101,7 +102,10 @@ fn pool_session() -> Conn {
 fn a_stratum_session_after_a_flood_that_overflowed_the_table_is_still_confirmed() {
     let mut e = engine(small_table());
     Flood::new(b"{").run(&mut e, 100_000, 100_000, |_| {});
-    assert!(e.stats().flows_evicted_pressure > 0, "the flood must overflow the table");
+    assert!(
+        e.stats().flows_evicted_pressure > 0,
+        "the flood must overflow the table"
+    );
     assert!(events(&mut e).is_empty(), "the flood itself is not a pool");
 
     let mut c = pool_session();

@@ -19,7 +19,14 @@ fn the_packet_target_reads_the_real_captures_to_a_confirmed_pool_without_a_panic
 #[test]
 fn the_signature_target_loads_the_shipped_files_and_rejects_a_broken_one() {
     let all = targets::SIGNATURE_FILES.join("\0");
-    assert!(targets::signatures(all.as_bytes()) & (1 << 32) != 0, "shipped files must load");
+    assert!(
+        targets::signatures(all.as_bytes()) & (1 << 32) != 0,
+        "shipped files must load"
+    );
     let broken = all.replacen("\"transport\"", "\"transport\" x", 1);
-    assert_eq!(targets::signatures(broken.as_bytes()), 1, "a syntax error is refused");
+    assert_eq!(
+        targets::signatures(broken.as_bytes()),
+        1,
+        "a syntax error is refused"
+    );
 }

@@ -33,7 +33,10 @@ fn edited(p: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 fn bad_ip_and_tcp_header_lengths_are_decode_errors_and_make_no_flow() {
     let good = subscribe_packet();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("IPv4 header length 16 bytes", edited(&good, |p| p[ETH] = 0x44)),
+        (
+            "IPv4 header length 16 bytes",
+            edited(&good, |p| p[ETH] = 0x44),
+        ),
         ("IPv4 header length 0", edited(&good, |p| p[ETH] = 0x40)),
         ("IP version 7", edited(&good, |p| p[ETH] = 0x75)),
         (

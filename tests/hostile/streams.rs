@@ -80,7 +80,10 @@ fn an_endless_line_at_the_default_depth_stops_the_flow_being_read() {
     let s = e.stats();
     assert_eq!(s.depth_reached, 1);
     assert_eq!(s.buffered_bytes, 0);
-    assert!(e.pools().is_empty(), "bytes past the depth must not be read");
+    assert!(
+        e.pools().is_empty(),
+        "bytes past the depth must not be read"
+    );
 }
 
 #[test]
@@ -92,7 +95,10 @@ fn a_100_mb_json_document_is_cut_and_the_next_line_of_the_flow_is_still_read() {
     let head = b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"";
     endless_line(&mut e, &mut c, head, b'z', 100 * MB);
     c.send(&mut e, CLIENT, b"\"]}\n", BIG_SEGMENT);
-    assert!(e.pools().is_empty(), "a document cut at the cap is not read");
+    assert!(
+        e.pools().is_empty(),
+        "a document cut at the cap is not read"
+    );
 
     c.send(&mut e, CLIENT, &subscribe_line(2), BIG_SEGMENT);
     let s = e.stats();
@@ -142,7 +148,10 @@ fn json_nested_deeper_than_the_parser_allows_is_a_counted_json_error() {
     let s = e.stats();
     assert_eq!(s.json_errors, 1);
     assert_eq!(s.lines_too_long, 0);
-    assert!(e.pools().is_empty(), "a line that does not parse is not a mining call");
+    assert!(
+        e.pools().is_empty(),
+        "a line that does not parse is not a mining call"
+    );
 }
 
 #[test]
@@ -166,7 +175,11 @@ fn invalid_utf8_and_nul_bytes_in_lines_are_json_errors_and_reading_goes_on() {
     assert!(e.pools().is_empty());
 
     c.send(&mut e, CLIENT, &subscribe_line(3), 1460);
-    assert_eq!(e.pools().len(), 1, "a valid line after the bad ones is read");
+    assert_eq!(
+        e.pools().len(),
+        1,
+        "a valid line after the bad ones is read"
+    );
 }
 
 /// Sends `count` one-byte segments with every other byte missing, so that

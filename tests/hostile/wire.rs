@@ -129,7 +129,11 @@ impl Flood {
         let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
             .ipv4([10, 0, 0, 0], [203, 0, 113, 9], 64)
             .tcp(1024, 443, 1, 64_240);
-        let b = if payload.is_empty() { b.syn() } else { b.ack(1) };
+        let b = if payload.is_empty() {
+            b.syn()
+        } else {
+            b.ack(1)
+        };
         let mut template = Vec::new();
         b.write(&mut template, payload).expect("packet builds");
         Flood { template }
