@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::decode::{self, LinkType, Skip};
 use crate::flow::reassembly::{Reassembler, StreamSink};
-use crate::flow::table::{FlowKey, FlowTable};
+use crate::flow::table::{FlowKey, FlowTable, Lookup};
 use crate::flow::Side;
 use crate::pools::{self, PoolEvent, PoolId, PoolRegistry};
 use crate::signatures::SignatureSet;
@@ -59,6 +59,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// The quiet tag of a decided flow that counts in no pool.
+const NO_POOL: PoolId = PoolId::MAX;
+
 /// What the table keeps for every flow. Small on purpose: a flood of flows
 /// that never carry a payload costs only this.
 #[derive(Default)]
@@ -68,8 +71,6 @@ struct Flow {
     /// The client's side, when the handshake told.
     client: Option<Side>,
     fin: [bool; 2],
-    /// Nothing more to read: every further packet costs one lookup.
-    done: bool,
     /// The pool record this flow counts in, once it does.
     pool: Option<PoolId>,
     inspect: Option<Box<Inspect>>,
@@ -181,7 +182,31 @@ impl Engine {
         }
 
         let (key, side) = FlowKey::of((seg.src, seg.src_port), (seg.dst, seg.dst_port));
-        let entry = self.table.get_or_insert(key, ts, Flow::default);
+        let mut lookup = if seg.payload.is_empty() && !seg.flags.syn {
+            // An ACK, FIN or RST of a flow not in the table (closed, evicted,
+            // or begun before the capture) says nothing: do not make a flow.
+            match self.table.find(key, ts) {
+                Some(l) => l,
+                None => return,
+            }
+        } else {
+            self.table.lookup(key, ts, Flow::default)
+        };
+        if matches!(lookup, Lookup::Quiet(_)) && seg.flags.syn && !seg.flags.ack {
+            // A new connection reusing a decided flow's ports: start afresh.
+            self.table.remove(&key);
+            lookup = self.table.lookup(key, ts, Flow::default);
+        }
+        let entry = match lookup {
+            // A decided flow: answered from the table's index alone.
+            Lookup::Quiet(tag) => {
+                if tag != NO_POOL {
+                    self.pools.touch(tag, ts);
+                }
+                return;
+            }
+            Lookup::Flow(entry) => entry,
+        };
         let flow = entry.value;
         if entry.created {
             self.stats.flows_created += 1;
@@ -191,12 +216,6 @@ impl Engine {
             if let Some(i) = old.inspect.as_mut() {
                 i.release(&self.budget);
             }
-        }
-        if flow.done {
-            if let Some(id) = flow.pool {
-                self.pools.touch(id, ts);
-            }
-            return;
         }
 
         // The handshake says who the client is and where each stream starts.
@@ -209,6 +228,7 @@ impl Engine {
             }
         }
 
+        let mut finished = false;
         if !seg.payload.is_empty() {
             let inspect = flow
                 .inspect
@@ -249,23 +269,37 @@ impl Engine {
 
             if session.changed {
                 session.changed = false;
-                let id = report(&mut self.pools, &mut self.events, &self.sigs, &key, flow.pool, session, ts);
+                let id = report(
+                    &mut self.pools,
+                    &mut self.events,
+                    &self.sigs,
+                    &key,
+                    flow.pool,
+                    session,
+                    ts,
+                );
                 flow.pool = flow.pool.or(id);
             }
 
             let not_ours = session.confidence.is_none() && framer.iter().any(Framer::is_ignoring);
             let both_stopped = framer.iter().all(Framer::is_ignoring);
-            if session.settled() || not_ours || both_stopped {
-                finish(flow, &self.budget);
-            }
+            finished = session.settled() || not_ours || both_stopped;
         }
 
-        if seg.flags.rst {
-            finish(flow, &self.budget);
-        } else if seg.flags.fin {
+        if seg.flags.fin {
             flow.fin[side.index()] = true;
-            if flow.fin[0] && flow.fin[1] {
-                finish(flow, &self.budget);
+        }
+        let closed = seg.flags.rst || flow.fin == [true, true];
+        if finished || closed {
+            if let Some(mut i) = flow.inspect.take() {
+                i.release(&self.budget);
+            }
+            let tag = flow.pool.unwrap_or(NO_POOL);
+            if closed {
+                // Its last ACKs find no flow and are dropped above.
+                self.table.remove(&key);
+            } else {
+                self.table.set_quiet(&key, tag);
             }
         }
     }
@@ -321,13 +355,6 @@ impl Engine {
     }
 }
 
-fn finish(flow: &mut Flow, budget: &Budget) {
-    if let Some(mut i) = flow.inspect.take() {
-        i.release(budget);
-    }
-    flow.done = true;
-}
-
 /// Hands a flow's new evidence to the pool registry; returns the record's id.
 fn report(
     pools: &mut PoolRegistry,
@@ -338,13 +365,34 @@ fn report(
     session: &mut Session,
     ts: Timestamp,
 ) -> Option<PoolId> {
-    let (Some(conf), Some(client), Some(dialect)) = (session.confidence, session.client, session.dialect) else {
+    let (Some(conf), Some(client), Some(dialect)) =
+        (session.confidence, session.client, session.dialect)
+    else {
         return None;
     };
     let server = key.endpoint(client.other());
     let client_ip = key.endpoint(client).ip();
     let name = &sigs.dialects[dialect].name;
-    let (id, event) = pools.observe(server, name, client_ip, conf, &session.sighting, counted.is_none(), ts);
+    let (id, event) = pools.observe(
+        server,
+        name,
+        client_ip,
+        conf,
+        &session.sighting,
+        counted.is_none(),
+        ts,
+    );
+    if let Some(ev) = &event {
+        tracing::debug!(
+            pool = %server,
+            client = %client_ip,
+            dialect = %name,
+            confidence = conf.as_str(),
+            methods = ?session.sighting.methods,
+            event = ?ev.kind,
+            "mining flow reported"
+        );
+    }
     events.extend(event);
     session.sighting.methods.clear();
     id

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Find mining pools in pcap/pcapng files (or directories of them).
-    Analyze(cmd::analyze::AnalyzeArgs),
+    Analyze(Box<cmd::analyze::AnalyzeArgs>),
     /// Watch one or more interfaces live and report pools as they appear.
     Monitor(cmd::monitor::MonitorArgs),
     /// Inspect and change the blocklist stratumguard manages.
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cmd::init_logging(cli.common.verbose);
     let result = match cli.command {
-        Command::Analyze(a) => cmd::analyze::run(a, &cli.common),
+        Command::Analyze(a) => cmd::analyze::run(*a, &cli.common),
         Command::Monitor(a) => cmd::monitor::run(a, &cli.common),
         Command::Block(a) => cmd::block::run(a),
         Command::Signatures(a) => cmd::signatures::run(a, &cli.common),

@@ -101,7 +101,12 @@ pub struct PoolRegistry {
 
 impl PoolRegistry {
     pub fn new(max_pools: usize) -> PoolRegistry {
-        PoolRegistry { records: Vec::new(), index: FxHashMap::default(), max_pools, dropped_full: 0 }
+        PoolRegistry {
+            records: Vec::new(),
+            index: FxHashMap::default(),
+            max_pools,
+            dropped_full: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -146,7 +151,10 @@ impl PoolRegistry {
         new_flow: bool,
         ts: Timestamp,
     ) -> (Option<PoolId>, Option<PoolEvent>) {
-        let key = PoolKey { server, dialect: dialect.to_string() };
+        let key = PoolKey {
+            server,
+            dialect: dialect.to_string(),
+        };
         let id = match self.index.get(&key) {
             Some(&id) => id,
             None if self.records.len() >= self.max_pools => {
@@ -172,7 +180,13 @@ impl PoolRegistry {
                 self.index.insert(key, id);
                 let rec = &mut self.records[id as usize];
                 merge(rec, client, sighting, new_flow, ts);
-                return (Some(id), Some(PoolEvent { kind: PoolEventKind::New, pool: rec.clone() }));
+                return (
+                    Some(id),
+                    Some(PoolEvent {
+                        kind: PoolEventKind::New,
+                        pool: rec.clone(),
+                    }),
+                );
             }
         };
         let rec = &mut self.records[id as usize];
@@ -181,7 +195,10 @@ impl PoolRegistry {
             rec.confidence = confidence;
         }
         merge(rec, client, sighting, new_flow, ts);
-        let event = upgraded.then(|| PoolEvent { kind: PoolEventKind::Confirmed, pool: rec.clone() });
+        let event = upgraded.then(|| PoolEvent {
+            kind: PoolEventKind::Confirmed,
+            pool: rec.clone(),
+        });
         (Some(id), event)
     }
 }

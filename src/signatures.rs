@@ -414,6 +414,23 @@ mod tests {
     }
 
     #[test]
+    fn every_file_in_the_signatures_folder_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("signatures");
+        let on_disk = SignatureSet::load_dir(&dir).unwrap();
+        let builtin = SignatureSet::builtin().unwrap();
+        let names = |s: &SignatureSet| {
+            s.dialects
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let (mut a, mut b) = (names(&on_disk), names(&builtin));
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "add new files in signatures/ to BUILTIN");
+    }
+
+    #[test]
     fn a_syntax_error_names_file_line_and_column() {
         let err = one("{\n  \"dialect\": \"x\",\n  oops\n}")
             .unwrap_err()

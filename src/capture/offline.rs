@@ -68,6 +68,8 @@ pub fn read_file(
     loop {
         match cap.next_packet() {
             Ok(p) => {
+                // time_t and suseconds_t are narrower than i64 on some targets.
+                #[allow(clippy::unnecessary_cast)]
                 let ts = Timestamp::from_secs_micros(
                     p.header.ts.tv_sec as i64,
                     p.header.ts.tv_usec as i64,

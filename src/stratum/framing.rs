@@ -179,11 +179,9 @@ impl Framer {
             self.mode = Mode::Http;
             return bytes;
         }
-        if partial && probe.len() < want && take == bytes.len() {
-            if budget.take(take) {
-                self.buf.extend_from_slice(bytes);
-                return &[];
-            }
+        if partial && probe.len() < want && take == bytes.len() && budget.take(take) {
+            self.buf.extend_from_slice(bytes);
+            return &[];
         }
         budget.give(self.buf.len());
         self.buf.clear();
@@ -273,10 +271,15 @@ impl Framer {
                 (avail, false, Mode::HttpSkip(n - avail))
             }
             BodyFraming::Length(_) => return rest, // wait for more of the body
-            BodyFraming::Chunked => match (memmem::find(&self.buf[head_end..], CHUNKED_END), dechunk_first(&self.buf[head_end..])) {
+            BodyFraming::Chunked => match (
+                memmem::find(&self.buf[head_end..], CHUNKED_END),
+                dechunk_first(&self.buf[head_end..]),
+            ) {
                 (Some(end), _) => (end + CHUNKED_END.len(), true, Mode::Http),
                 (None, Some(_)) => (avail, true, Mode::HttpSkipChunked),
-                (None, None) if self.buf.len() >= MAX_HTTP_MESSAGE => (avail, false, Mode::HttpSkipChunked),
+                (None, None) if self.buf.len() >= MAX_HTTP_MESSAGE => {
+                    (avail, false, Mode::HttpSkipChunked)
+                }
                 (None, None) => return rest,
             },
             BodyFraming::None => (0, true, Mode::Http),
@@ -304,7 +307,11 @@ impl Framer {
         budget.give(used);
         if next_mode == Mode::HttpSkipChunked {
             let keep = &msg[used.saturating_sub(CHUNKED_END.len() - 1).max(head_end)..used];
-            self.buf = if budget.take(keep.len()) { keep.to_vec() } else { Vec::new() };
+            self.buf = if budget.take(keep.len()) {
+                keep.to_vec()
+            } else {
+                Vec::new()
+            };
         } else {
             msg.drain(..used);
             self.buf = msg;

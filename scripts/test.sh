@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set-up and the whole test suite: format and lint gates, every unit and
+# integration test (the network-namespace and firewall tests need root), and a
+# short fuzzing run. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+# One test binary at a time: the namespace tests each build their own small
+# network, and two cores are shared with the build.
+cargo test --all-targets -- --test-threads=2
