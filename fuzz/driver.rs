@@ -192,7 +192,11 @@ fn seeds(name: &str, root: &Path, max_len: usize) -> Vec<Vec<u8>> {
                     .map(|t| t.as_bytes().to_vec()),
             );
         }
-        "state-file" => seeds.extend(targets::STATE_SEEDS.iter().map(|t| t.as_bytes().to_vec())),
+        "state-file" => seeds.extend(
+            targets::state_file::STATE_SEEDS
+                .iter()
+                .map(|t| t.as_bytes().to_vec()),
+        ),
         _ => {}
     }
     let prefix = format!("{name}-");

@@ -40,7 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("packets", packets),
     ("tcp-flow", tcp_flow),
     ("signatures", signatures),
-    ("state-file", state_file),
+    ("state-file", state_file::state_file),
 ];
 
 pub fn target(name: &str) -> Option<Target> {
@@ -490,8 +490,7 @@ pub fn signatures(data: &[u8]) -> u64 {
 // state-file: the blocker's state file loader.
 
 #[path = "state_file.rs"]
-mod state_file_target;
-pub use state_file_target::{state_file, STATE_SEEDS};
+pub mod state_file;
 
 /// Reads up to `max_windows` inputs of the `packets` format out of a capture
 /// file, each at most `max_len` bytes, in file order.

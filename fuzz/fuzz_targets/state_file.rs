@@ -4,5 +4,5 @@
 mod targets;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    targets::state_file(data);
+    targets::state_file::state_file(data);
 });
