@@ -11,3 +11,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 # One test binary at a time: the namespace tests each build their own small
 # network, and two cores are shared with the build.
 cargo test --all-targets -- --test-threads=2
+
+# A minute of the stable fuzz driver over every target (fuzz/README.md):
+# any crash, broken bound or slow input fails the run.
+cargo run --quiet --profile fuzz --example fuzz -- --seconds 60 all
