@@ -8,6 +8,9 @@ scripts/setup.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The namespace tests run the example peers (a Stratum pool and miner) by
+# their plain names, which `cargo test` alone does not write.
+cargo build --examples --quiet
 # One test binary at a time: the namespace tests each build their own small
 # network, and two cores are shared with the build.
 cargo test --all-targets -- --test-threads=2

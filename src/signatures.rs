@@ -20,11 +20,10 @@ pub const MAX_FIELD_CHARS: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    // `error`, not `source`: the message already carries it, and a chain
+    // printer would otherwise print it twice.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: line {line}, column {column}: {message}")]
     Syntax {
         file: String,
@@ -145,6 +144,16 @@ pub struct SignatureSet {
     by_method: FxHashMap<(Transport, String), Vec<usize>>,
 }
 
+/// serde_json's message without the " at line L column C" it ends with,
+/// which the error gives apart.
+fn without_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    }
+}
+
 /// The signatures shipped in `signatures/`, built into the binary so that it
 /// works from any directory.
 const BUILTIN: &[(&str, &str)] = &[
@@ -183,7 +192,7 @@ impl SignatureSet {
     pub fn load_dir(dir: &Path) -> Result<SignatureSet, SignatureError> {
         let io = |e| SignatureError::Io {
             file: dir.display().to_string(),
-            source: e,
+            error: e,
         };
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map_err(io)?
@@ -199,7 +208,7 @@ impl SignatureSet {
             let name = p.display().to_string();
             let io = |e| SignatureError::Io {
                 file: name.clone(),
-                source: e,
+                error: e,
             };
             let len = std::fs::metadata(&p).map_err(io)?.len();
             if len > MAX_FILE_BYTES {
@@ -223,7 +232,7 @@ impl SignatureSet {
                     file: file.clone(),
                     line: e.line(),
                     column: e.column(),
-                    message: e.to_string(),
+                    message: without_position(&e),
                 })?;
             parsed.push((file.clone(), sig));
         }

@@ -48,10 +48,12 @@ pub const BACKENDS: &[&str] = &["nftables", "ipset", "iptables", "windows", "lis
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("{}: {source}", path.display())]
+    // `error`, not `source`: the message already carries it, and a chain
+    // printer would otherwise print it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: malformed at line {line}, column {column}: {message}", path.display())]
     Malformed {
@@ -102,7 +104,7 @@ pub fn write_atomic_with(
 ) -> Result<(), BlockError> {
     let io = |e| BlockError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -274,6 +276,8 @@ pub struct BlockOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockStatus {
     Blocked,
+    /// `--dry-run`: it would have been blocked; nothing was changed.
+    WouldBlock,
     NotBlocked(String),
 }
 
@@ -497,7 +501,11 @@ impl Blocker {
             }
         }
         self.apply_if_due(now)?;
-        Ok(BlockStatus::Blocked)
+        Ok(if self.dry_run {
+            BlockStatus::WouldBlock
+        } else {
+            BlockStatus::Blocked
+        })
     }
 
     fn apply_if_due(&mut self, now: u64) -> Result<(), BlockError> {

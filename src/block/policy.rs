@@ -91,7 +91,7 @@ pub fn read_list_file(path: &Path) -> Result<String, BlockError> {
     use std::io::Read;
     let io = |e| BlockError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut text = String::new();

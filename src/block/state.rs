@@ -196,7 +196,7 @@ impl State {
             Err(e) => {
                 return Err(BlockError::Io {
                     path: path.to_path_buf(),
-                    source: e,
+                    error: e,
                 })
             }
         };

@@ -22,7 +22,7 @@ pub struct AnalyzeArgs {
     /// One JSON object per line (EVE-style) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Exit with status 1 when any pool is found.
+    /// Exit with status 1 when any pool is found (stored or not: see --max-pools).
     #[arg(long)]
     pub fail_on_detect: bool,
     /// Never draw a progress bar.
@@ -133,7 +133,7 @@ pub fn run(args: AnalyzeArgs, common: &super::Common) -> anyhow::Result<i32> {
 
     Ok(if failed {
         2
-    } else if args.fail_on_detect && !pools.is_empty() {
+    } else if args.fail_on_detect && (!pools.is_empty() || stats.pools_dropped_full > 0) {
         1
     } else {
         0

@@ -2,6 +2,7 @@
 //! change the blocklist by hand, or re-apply the saved state (after a reboot,
 //! or from a timer so that backends without timeouts drop expired entries).
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
@@ -100,7 +101,7 @@ fn apply_and_report(b: &mut Blocker, dry_run: bool) -> anyhow::Result<()> {
         print!("{plan}");
     } else {
         for c in &plan.changes {
-            println!("{c}");
+            writeln!(std::io::stdout(), "{c}")?;
         }
     }
     Ok(())
@@ -113,35 +114,44 @@ pub fn run(args: BlockCmd) -> anyhow::Result<i32> {
             let now = stratumguard::time::Timestamp::now().secs();
             if json {
                 for e in b.state().entries() {
-                    println!("{}", serde_json::to_string(e)?);
+                    writeln!(std::io::stdout(), "{}", serde_json::to_string(e)?)?;
                 }
                 return Ok(0);
             }
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "{:<43} {:<9} {:<17} {:<12} POOL",
-                "ENTRY", "SOURCE", "DIALECT", "EXPIRES IN"
-            );
+                "ENTRY",
+                "SOURCE",
+                "DIALECT",
+                "EXPIRES IN"
+            )?;
             for e in b.state().entries() {
                 let left = match e.expires {
                     None => "never".to_string(),
                     Some(x) => format!("{}s", x.saturating_sub(now)),
                 };
                 let pool = e.pool.as_ref().map_or(String::new(), SocketAddr::to_string);
-                println!(
+                writeln!(
+                    std::io::stdout(),
                     "{:<43} {:<9} {:<17} {:<12} {}",
                     e.net.to_string(),
                     e.source.as_str(),
                     e.dialect.as_deref().unwrap_or("-"),
                     left,
                     pool
-                );
+                )?;
             }
             let ports: Vec<String> = b.state().ports.iter().map(|p| p.to_string()).collect();
             if !ports.is_empty() {
-                println!("ports: {}", ports.join(","));
+                writeln!(std::io::stdout(), "ports: {}", ports.join(","))?;
             }
             if b.state().dropped_over_cap > 0 {
-                println!("dropped over the cap: {}", b.state().dropped_over_cap);
+                writeln!(
+                    std::io::stdout(),
+                    "dropped over the cap: {}",
+                    b.state().dropped_over_cap
+                )?;
             }
             Ok(0)
         }
@@ -184,7 +194,7 @@ pub fn run(args: BlockCmd) -> anyhow::Result<i32> {
                 print!("{plan}");
             } else {
                 for c in &plan.changes {
-                    println!("{c}");
+                    writeln!(std::io::stdout(), "{c}")?;
                 }
             }
             Ok(0)

