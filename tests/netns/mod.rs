@@ -42,6 +42,9 @@ pub const OTHER6: &str = "fd77::3";
 /// default.
 pub const OK_PORT: u16 = 3333;
 
+/// A port where nothing listens in the server namespace.
+const CLOSED_PORT: u16 = 9;
+
 /// Bound on setup commands (`ip`, `nft`, ...) and on one stratumguard run
 /// that is not a monitor; each takes milliseconds when things are well.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -230,23 +233,36 @@ impl Drop for Netns {
     }
 }
 
-/// Answers `ok` and closes, on every address of its namespace, on each port
-/// given: a server that speaks no mining protocol at all.
-const OK_SERVER_PY: &str = r#"
+/// A server that speaks no mining protocol at all, on every address of its
+/// namespace, on each port given. `greet`: says `ok` and hangs up at once.
+/// `read`: reads one line (for two seconds at most) and hangs up without a
+/// word.
+const PLAIN_SERVER_PY: &str = r#"
 import socket, sys, threading
-def serve(port):
+def handle(c, mode):
+    try:
+        if mode == "greet":
+            c.sendall(b"ok\n")
+        else:
+            c.settimeout(2)
+            data = b""
+            while b"\n" not in data and len(data) < 65536:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        pass
+    finally:
+        c.close()
+def serve(port, mode):
     s = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
     while True:
         c, _ = s.accept()
-        try:
-            c.sendall(b"ok\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
-listeners = [threading.Thread(target=serve, args=(int(p),), daemon=True) for p in sys.argv[1:]]
-for t in listeners:
-    t.start()
+        threading.Thread(target=handle, args=(c, mode), daemon=True).start()
+mode = sys.argv[1]
+for p in sys.argv[2:]:
+    threading.Thread(target=serve, args=(int(p), mode), daemon=True).start()
 print("listening", flush=True)
 threading.Event().wait()
 "#;
@@ -306,7 +322,28 @@ impl Link {
         }
         link.client.ip(&["link", "set", &link.client_if, "up"]);
         link.server.ip(&["link", "set", &link.server_if, "up"]);
+        link.wait_until_up();
         link
+    }
+
+    /// Waits until every server address answers the client. Just after set
+    /// up, the first packets to a fresh neighbour are sometimes lost, which
+    /// costs a connection its first SYN (a one-second retry) and would make
+    /// the first connect check of a test lie. A connection to a port where
+    /// nothing listens is refused at once when the path works.
+    fn wait_until_up(&self) {
+        let start = Instant::now();
+        for ip in [POOL4, OTHER4, POOL6, OTHER6] {
+            loop {
+                match self.client.talk(ip, CLOSED_PORT, "") {
+                    Err(e) if e.contains("refused") => break,
+                    other => assert!(
+                        start.elapsed() < STEP,
+                        "the link never came up: {ip} port {CLOSED_PORT}: {other:?}"
+                    ),
+                }
+            }
+        }
     }
 
     fn add_address(&self, ns: &Netns, dev: &str, addr: &str) {
@@ -341,23 +378,34 @@ impl Link {
             .ip(&[v, "route", "add", &host, "dev", &self.client_if]);
     }
 
-    /// Starts a server answering `ok` on `ports` of every server address,
-    /// and waits until the pool addresses answer on the first of them.
+    /// Starts a server answering `ok` on `ports` of every server address.
     pub fn start_ok_server(&mut self, ports: &[u16]) {
+        self.start_plain_server("greet", ports);
+    }
+
+    /// Starts a server on `ports` of every server address that reads a line
+    /// and hangs up without a word.
+    pub fn start_silent_server(&mut self, ports: &[u16]) {
+        self.start_plain_server("read", ports);
+    }
+
+    /// Starts [`PLAIN_SERVER_PY`] and waits until the pool addresses answer
+    /// on the first port.
+    fn start_plain_server(&mut self, mode: &str, ports: &[u16]) {
         let mut cmd = self.server.command("python3");
-        cmd.args(["-c", OK_SERVER_PY]);
+        cmd.args(["-c", PLAIN_SERVER_PY, mode]);
         cmd.args(ports.iter().map(u16::to_string));
-        let mut p = Proc::spawn("ok server", cmd);
+        let mut p = Proc::spawn(&format!("{mode} server"), cmd);
         let ready = p.stdout().wait_for(STEP, |l| l == "listening");
         assert!(
             ready.is_some(),
-            "ok server did not start\n{}",
+            "{mode} server did not start\n{}",
             p.transcript()
         );
         self.procs.push(p);
         let start = Instant::now();
         while !(self.connects(POOL4, ports[0]) && self.connects(POOL6, ports[0])) {
-            assert!(start.elapsed() < STEP, "the ok server never answered");
+            assert!(start.elapsed() < STEP, "the {mode} server never answered");
             thread::sleep(Duration::from_millis(100));
         }
     }
