@@ -78,6 +78,20 @@ fn mine_until_confirmed_and_blocked(link: &Link, monitor: &mut Proc, ip: &str) {
     drop(miner);
 }
 
+/// Starts `monitor --block BACKEND` on the client's end of the link, with
+/// the link's state file.
+fn start_blocking_monitor(link: &Link, backend: &str, extra: &[&str]) -> Proc {
+    let state = link.state();
+    let mut args = vec![
+        "--block",
+        backend,
+        "--state",
+        state.to_str().expect("utf-8 temp path"),
+    ];
+    args.extend_from_slice(extra);
+    start_monitor(&link.client, &[&link.client_if], &args)
+}
+
 fn assert_reachable(link: &Link, ips: &[&str], port: u16, when: &str) {
     for ip in ips {
         assert!(
@@ -96,8 +110,6 @@ fn monitor_blocks_confirmed_pools_until_removed(backend: &str) {
         return;
     }
     let link = Link::new(&format!("mb{}", &backend[..3]));
-    let state = link.state();
-    let state = state.to_str().expect("utf-8 temp path");
     // A Stratum pool on every server address, on the same port: the pool
     // and its neighbour differ only by address.
     let _servers: Vec<Proc> = [POOL4, POOL6, OTHER4, OTHER6]
@@ -107,11 +119,7 @@ fn monitor_blocks_confirmed_pools_until_removed(backend: &str) {
     let everyone = [POOL4, POOL6, OTHER4, OTHER6];
     assert_reachable(&link, &everyone, STRATUM_PORT, "before any block");
 
-    let mut monitor = start_monitor(
-        &link.client,
-        &[&link.client_if],
-        &["--block", backend, "--state", state, "--block-ttl", "600"],
-    );
+    let mut monitor = start_blocking_monitor(&link, backend, &["--block-ttl", "600"]);
     for ip in [POOL4, POOL6] {
         mine_until_confirmed_and_blocked(&link, &mut monitor, ip);
     }
@@ -168,21 +176,9 @@ fn a_pool_blocked_by_monitor_with_nftables_is_reachable_again_once_its_ttl_passe
     }
     const TTL: u64 = 4;
     let link = Link::new("mbttl");
-    let state = link.state();
     let _pool = link.start_peer_server("stratum", &endpoint(POOL6, STRATUM_PORT));
     let ttl = TTL.to_string();
-    let mut monitor = start_monitor(
-        &link.client,
-        &[&link.client_if],
-        &[
-            "--block",
-            "nftables",
-            "--state",
-            state.to_str().expect("utf-8 temp path"),
-            "--block-ttl",
-            &ttl,
-        ],
-    );
+    let mut monitor = start_blocking_monitor(&link, "nftables", &["--block-ttl", &ttl]);
 
     let blocked_at = Instant::now();
     mine_until_confirmed_and_blocked(&link, &mut monitor, POOL6);
@@ -291,17 +287,7 @@ fn a_fake_one_sided_subscribe_is_reported_suspected_and_its_target_stays_reachab
     link.start_silent_server(&[OK_PORT]);
     let _web = link.start_peer_server("http", &endpoint(OTHER6, HTTP_PORT));
     let _pool = link.start_peer_server("stratum", &endpoint(POOL4, STRATUM_PORT));
-    let state = link.state();
-    let mut monitor = start_monitor(
-        &link.client,
-        &[&link.client_if],
-        &[
-            "--block",
-            "nftables",
-            "--state",
-            state.to_str().expect("utf-8 temp path"),
-        ],
-    );
+    let mut monitor = start_blocking_monitor(&link, "nftables", &[]);
 
     // The forged requests really went out, and what came back is no pool's.
     let victims = [(OTHER4, OK_PORT), (OTHER6, HTTP_PORT)];

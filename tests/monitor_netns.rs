@@ -218,23 +218,11 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
 
     // Take one interface down: libpcap says nothing, the monitor does.
     link.client.ip(&["link", "set", &extra, "down"]);
-    let down = format!("interface {extra} went down");
-    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&down));
-    assert!(
-        reported.is_some(),
-        "link down not reported\n{}",
-        monitor.transcript()
-    );
+    monitor.expect_stderr(&format!("interface {extra} went down"), STEP);
 
     // Remove it: the loss is reported by name.
     link.client.ip(&["link", "del", &extra]);
-    let gone = format!("interface {extra} stopped capturing");
-    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&gone));
-    assert!(
-        reported.is_some(),
-        "removal not reported\n{}",
-        monitor.transcript()
-    );
+    monitor.expect_stderr(&format!("interface {extra} stopped capturing"), STEP);
 
     // The other interface still captures: its count grows with new traffic.
     let (miner_if, extra_name) = (link.client_if.clone(), extra.clone());
@@ -282,7 +270,7 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
 /// and stderr.
 fn run_monitor_expecting_failure(ns: Option<&Netns>, pre: &[&str], args: &[&str]) -> (i32, String) {
     let mut cmd = match ns {
-        Some(ns) => ns.command(&stratumguard()),
+        Some(ns) => ns.command(stratumguard()),
         None if pre.is_empty() => Command::new(stratumguard()),
         None => {
             let mut c = Command::new(pre[0]);

@@ -539,13 +539,7 @@ pub fn start_monitor(ns: &Netns, interfaces: &[&str], extra: &[&str]) -> Proc {
         .args(extra);
     let mut p = Proc::spawn("monitor", cmd);
     for i in interfaces {
-        let wanted = format!("monitoring {i} ");
-        let ready = p.stderr().wait_for(STEP, |l| l.contains(&wanted));
-        assert!(
-            ready.is_some(),
-            "monitor did not start on {i}\n{}",
-            p.transcript()
-        );
+        p.expect_stderr(&format!("monitoring {i} "), STEP);
     }
     p
 }
@@ -599,6 +593,21 @@ impl Proc {
 
     pub fn stderr(&mut self) -> &mut Lines {
         &mut self.stderr
+    }
+
+    /// Waits at most `within` for a stderr line containing `needle`; fails
+    /// the test with everything the process said when none comes.
+    pub fn expect_stderr(&mut self, needle: &str, within: Duration) -> String {
+        match self.stderr.wait_for(within, |l| l.contains(needle)) {
+            Some(line) => line,
+            None => {
+                let transcript = self.transcript();
+                panic!(
+                    "{} did not say {needle:?} within {within:?}\n{transcript}",
+                    self.label
+                )
+            }
+        }
     }
 
     /// Sends a signal by name (`TERM`, `INT`) with kill(1).
