@@ -8,8 +8,8 @@ scripts/setup.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
-# The namespace tests run the example peers (a Stratum pool and miner) by
-# their plain names, which `cargo test` alone does not write.
+# The namespace tests run the test peers in examples/ as programs; `cargo test
+# --all-targets` builds examples only as test harnesses, so build them first.
 cargo build --examples --quiet
 # One test binary at a time: the namespace tests each build their own small
 # network, and two cores are shared with the build.

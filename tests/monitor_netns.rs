@@ -1,7 +1,8 @@
 //! `stratumguard monitor` on live interfaces, end to end.
 //!
-//! The tests build a private network: a "miner" and a "pool" namespace
-//! joined by a veth pair, with the sensor capturing on the miner's end. The
+//! The tests build a private network (tests/netns): a client namespace,
+//! where the miner runs, and a server namespace for the pools, joined by a
+//! veth pair, with the sensor capturing on the client's end. The
 //! peers are the `stratum_pool` and `stratum_miner` examples, which speak
 //! real Stratum v1 (and, for the negative cases, HTTP and a non-mining
 //! JSON-RPC service). Nothing leaves the namespaces. They need root, as CI
@@ -12,7 +13,10 @@ mod netns;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netns::{example, require_root, run_bounded, stratumguard, Link, Netns, Proc};
+use netns::{
+    is_pool_event, is_stats, json, require_root, run_bounded, start_monitor, stratumguard, Link,
+    Netns, Proc, POOL4, POOL6, STEP,
+};
 use serde_json::Value;
 
 /// A port no list of mining ports would hold, so detection cannot come from
@@ -23,20 +27,6 @@ const JSONRPC_PORT: u16 = 47124;
 
 /// How soon after the miner connects the pool must be reported.
 const DETECT_WITHIN: Duration = Duration::from_secs(5);
-/// Bound on any single wait for a process to start or answer.
-const STEP: Duration = Duration::from_secs(10);
-
-fn json(line: &str) -> Option<Value> {
-    serde_json::from_str(line).ok()
-}
-
-fn is_pool_event(v: &Value) -> bool {
-    v["event_type"] == "mining_pool"
-}
-
-fn is_stats(v: &Value) -> bool {
-    v["event_type"] == "stats"
-}
 
 /// The `capture` entry of a stats object for interface `name`.
 fn capture_of<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
@@ -46,99 +36,43 @@ fn capture_of<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|c| c["name"] == name)
 }
 
-/// Starts `stratum_pool` in `mode` on `addr` in the pool namespace.
-fn start_server(link: &Link, mode: &str, addr: &str) -> Proc {
-    let mut cmd = link.pool.command(&example("stratum_pool"));
-    cmd.args(["--listen", addr, "--mode", mode])
-        .args(["--run-secs", "60"]);
-    let mut p = Proc::spawn(&format!("{mode} server on {addr}"), cmd);
-    let ready = p.stdout().wait_for(STEP, |l| l.contains("listening on"));
-    assert!(
-        ready.is_some(),
-        "{mode} server did not start\n{}",
-        p.transcript()
-    );
-    p
-}
-
-/// `stratum_miner` in `mode` against `addr`, from the miner namespace.
-fn client(link: &Link, mode: &str, addr: &str) -> Command {
-    let mut cmd = link.miner.command(&example("stratum_miner"));
-    cmd.args(["--connect", addr, "--mode", mode]);
-    cmd
-}
-
-/// Runs one client exchange to completion and checks that it really took
-/// place, so that "no detection" cannot come from "no traffic".
-fn exchange(link: &Link, mode: &str, addr: &str) {
-    let out = run_bounded(&format!("{mode} client"), client(link, mode, addr), STEP);
-    assert!(
-        out.status.success(),
-        "{mode} exchange failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn start_monitor(ns: &Netns, interfaces: &[&str], extra: &[&str]) -> Proc {
-    let mut cmd = ns.command(&stratumguard());
-    cmd.arg("monitor");
-    for i in interfaces {
-        cmd.args(["-i", i]);
-    }
-    // --duration is only a backstop: each test stops the monitor itself.
-    cmd.args(["--json", "--stats-interval", "1", "--duration", "90"])
-        .args(extra);
-    let mut p = Proc::spawn("monitor", cmd);
-    for i in interfaces {
-        let wanted = format!("monitoring {i} ");
-        let ready = p.stderr().wait_for(STEP, |l| l.contains(&wanted));
-        assert!(
-            ready.is_some(),
-            "monitor did not start on {i}\n{}",
-            p.transcript()
-        );
-    }
-    p
-}
-
 #[test]
 fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_rpc_are_not() {
     if !require_root() {
         return;
     }
-    let link = Link::new(1);
-    let pool4 = format!("{}:{STRATUM_PORT}", link.pool_ip);
-    let pool6 = format!("[{}]:{STRATUM_PORT}", link.pool_ip6);
-    let http = format!("{}:{HTTP_PORT}", link.pool_ip);
-    let rpc = format!("{}:{JSONRPC_PORT}", link.pool_ip);
+    let link = Link::new("mon");
+    let pool4 = format!("{POOL4}:{STRATUM_PORT}");
+    let pool6 = format!("[{POOL6}]:{STRATUM_PORT}");
+    let http = format!("{POOL4}:{HTTP_PORT}");
+    let rpc = format!("{POOL4}:{JSONRPC_PORT}");
     let dir = tempfile::tempdir().expect("temp dir");
     let events_path = dir.path().join("events.jsonl");
-    let _pool4 = start_server(&link, "stratum", &pool4);
-    let _pool6 = start_server(&link, "stratum", &pool6);
-    let _http = start_server(&link, "http", &http);
-    let _rpc = start_server(&link, "jsonrpc", &rpc);
+    let _pool4 = link.start_peer_server("stratum", &pool4);
+    let _pool6 = link.start_peer_server("stratum", &pool6);
+    let _http = link.start_peer_server("http", &http);
+    let _rpc = link.start_peer_server("jsonrpc", &rpc);
     let events_arg = events_path.to_str().expect("utf-8 temp path");
-    let mut monitor = start_monitor(&link.miner, &[&link.miner_if], &["--events", events_arg]);
+    let mut monitor = start_monitor(&link.client, &[&link.client_if], &["--events", events_arg]);
 
     // The look-alikes go first. The engine handles packets in capture order,
     // so once the pool's detection (which comes later) is out, these flows
     // have been fully inspected too.
-    exchange(&link, "http", &http);
-    exchange(&link, "jsonrpc", &rpc);
+    link.exchange("http", &http);
+    link.exchange("jsonrpc", &rpc);
 
     // A miner per address family: detection must follow within seconds.
-    for (pool, ip) in [(&pool4, &link.pool_ip), (&pool6, &link.pool_ip6)] {
+    for (pool, ip) in [(&pool4, POOL4), (&pool6, POOL6)] {
         let started = Instant::now();
         let mut miner = Proc::spawn("stratum miner", {
-            let mut c = client(&link, "stratum", pool);
+            let mut c = link.peer_client("stratum", pool);
             c.args(["--run-secs", "2"]);
             c
         });
         let detection = monitor.stdout().wait_for(DETECT_WITHIN, |l| {
             json(l).is_some_and(|v| {
                 is_pool_event(&v)
-                    && v["dest_ip"] == ip.as_str()
+                    && v["dest_ip"] == ip
                     && v["dest_port"] == STRATUM_PORT
                     && v["mining"]["confidence"] == "confirmed"
             })
@@ -162,7 +96,7 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
     }
 
     // A periodic stats line that counted the traffic.
-    let miner_if = link.miner_if.clone();
+    let miner_if = link.client_if.clone();
     let stats = monitor.stdout().wait_for(Duration::from_secs(3), |l| {
         json(l).is_some_and(|v| {
             is_stats(&v)
@@ -195,10 +129,10 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
     // reported once per kind of event (new, confirmed, details learnt later)
     // although it pushed many jobs. The worker's login reaches the output.
     let pool_events: Vec<&Value> = stdout.iter().filter(|v| is_pool_event(v)).collect();
-    for ip in [&link.pool_ip, &link.pool_ip6] {
+    for ip in [POOL4, POOL6] {
         let kinds: Vec<&str> = pool_events
             .iter()
-            .filter(|ev| ev["dest_ip"] == ip.as_str() && ev["dest_port"] == STRATUM_PORT)
+            .filter(|ev| ev["dest_ip"] == ip && ev["dest_port"] == STRATUM_PORT)
             .filter_map(|ev| ev["mining"]["event"].as_str())
             .collect();
         let mut distinct = kinds.clone();
@@ -210,7 +144,7 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
         );
         let logged_in = pool_events
             .iter()
-            .any(|ev| ev["dest_ip"] == ip.as_str() && ev["mining"]["login"].as_str().is_some());
+            .any(|ev| ev["dest_ip"] == ip && ev["mining"]["login"].as_str().is_some());
         assert!(
             logged_in,
             "no event for {ip} carries the login\n{transcript}"
@@ -219,7 +153,7 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
     for ev in &pool_events {
         let ip = ev["dest_ip"].as_str().unwrap_or_default();
         assert!(
-            (ip == link.pool_ip || ip == link.pool_ip6) && ev["dest_port"] == STRATUM_PORT,
+            (ip == POOL4 || ip == POOL6) && ev["dest_port"] == STRATUM_PORT,
             "unexpected pool {ip}:{}\n{transcript}",
             ev["dest_port"]
         );
@@ -232,11 +166,11 @@ fn stratum_pools_on_an_unusual_port_are_reported_confirmed_while_http_and_json_r
         .find(|v| is_stats(v))
         .expect("a stats object");
     assert_eq!(last["final"], true, "{transcript}");
-    let cap = capture_of(last, &link.miner_if).expect("stats for the interface");
+    let cap = capture_of(last, &link.client_if).expect("stats for the interface");
     assert!(cap["received"].as_u64() > Some(10), "{transcript}");
     assert_eq!(cap["queue_dropped"], 0, "{transcript}");
-    let periodic = format!("stratumguard: stats: {}: ", link.miner_if);
-    let last_line = format!("stratumguard: final stats: {}: ", link.miner_if);
+    let periodic = format!("stratumguard: stats: {}: ", link.client_if);
+    let last_line = format!("stratumguard: final stats: {}: ", link.client_if);
     assert!(
         stderr.contains(&periodic),
         "no readable stats line\n{transcript}"
@@ -262,11 +196,11 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
     if !require_root() {
         return;
     }
-    let link = Link::new(2);
-    // A second interface in the miner namespace that the test can remove.
-    let extra = format!("sgx{}", &link.miner_if[3..]);
-    let extra_peer = format!("sgy{}", &link.miner_if[3..]);
-    link.miner.ip(&[
+    let link = Link::new("gone");
+    // A second interface in the client namespace that the test can remove.
+    let extra = format!("sgx{}", &link.client_if[3..]);
+    let extra_peer = format!("sgy{}", &link.client_if[3..]);
+    link.client.ip(&[
         "link",
         "add",
         &extra,
@@ -276,34 +210,22 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
         "name",
         &extra_peer,
     ]);
-    link.miner.ip(&["link", "set", &extra, "up"]);
-    link.miner.ip(&["link", "set", &extra_peer, "up"]);
-    let http = format!("{}:{HTTP_PORT}", link.pool_ip);
-    let _http = start_server(&link, "http", &http);
-    let mut monitor = start_monitor(&link.miner, &[&link.miner_if, &extra], &[]);
+    link.client.ip(&["link", "set", &extra, "up"]);
+    link.client.ip(&["link", "set", &extra_peer, "up"]);
+    let http = format!("{POOL4}:{HTTP_PORT}");
+    let _http = link.start_peer_server("http", &http);
+    let mut monitor = start_monitor(&link.client, &[&link.client_if, &extra], &[]);
 
     // Take one interface down: libpcap says nothing, the monitor does.
-    link.miner.ip(&["link", "set", &extra, "down"]);
-    let down = format!("interface {extra} went down");
-    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&down));
-    assert!(
-        reported.is_some(),
-        "link down not reported\n{}",
-        monitor.transcript()
-    );
+    link.client.ip(&["link", "set", &extra, "down"]);
+    monitor.expect_stderr(&format!("interface {extra} went down"), STEP);
 
     // Remove it: the loss is reported by name.
-    link.miner.ip(&["link", "del", &extra]);
-    let gone = format!("interface {extra} stopped capturing");
-    let reported = monitor.stderr().wait_for(STEP, |l| l.contains(&gone));
-    assert!(
-        reported.is_some(),
-        "removal not reported\n{}",
-        monitor.transcript()
-    );
+    link.client.ip(&["link", "del", &extra]);
+    monitor.expect_stderr(&format!("interface {extra} stopped capturing"), STEP);
 
     // The other interface still captures: its count grows with new traffic.
-    let (miner_if, extra_name) = (link.miner_if.clone(), extra.clone());
+    let (miner_if, extra_name) = (link.client_if.clone(), extra.clone());
     let before = monitor
         .stdout()
         .wait_for(STEP, |l| {
@@ -313,7 +235,7 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
         })
         .and_then(|l| capture_of(&json(&l)?, &miner_if)?["received"].as_u64())
         .unwrap_or_else(|| panic!("no stats after the removal\n{}", monitor.transcript()));
-    exchange(&link, "http", &http);
+    link.exchange("http", &http);
     let grew = monitor.stdout().wait_for(STEP, |l| {
         json(l).is_some_and(|v| {
             is_stats(&v)
@@ -329,7 +251,7 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
     );
 
     // With the last interface gone, the monitor ends by itself, with stats.
-    link.miner.ip(&["link", "del", &link.miner_if]);
+    link.client.ip(&["link", "del", &link.client_if]);
     let status = monitor.wait(STEP);
     let transcript = monitor.transcript();
     assert_eq!(status.code(), Some(2), "{transcript}");
@@ -348,7 +270,7 @@ fn an_interface_that_goes_down_or_disappears_is_reported_and_the_others_keep_cap
 /// and stderr.
 fn run_monitor_expecting_failure(ns: Option<&Netns>, pre: &[&str], args: &[&str]) -> (i32, String) {
     let mut cmd = match ns {
-        Some(ns) => ns.command(&stratumguard()),
+        Some(ns) => ns.command(stratumguard()),
         None if pre.is_empty() => Command::new(stratumguard()),
         None => {
             let mut c = Command::new(pre[0]);
@@ -386,7 +308,7 @@ fn a_bpf_filter_that_does_not_compile_exits_2_naming_the_filter() {
     if !require_root() {
         return;
     }
-    let ns = Netns::new(format!("sg-bpf-{}", netns::unique_tag()));
+    let ns = Netns::new("bpf");
     let (code, stderr) =
         run_monitor_expecting_failure(Some(&ns), &[], &["-i", "lo", "--bpf", "tcp port"]);
     assert_one_line_error(code, &stderr, &["BPF filter \"tcp port\" does not compile"]);
@@ -397,7 +319,7 @@ fn an_interface_that_is_down_exits_2_saying_to_bring_it_up() {
     if !require_root() {
         return;
     }
-    let ns = Netns::new(format!("sg-down-{}", netns::unique_tag()));
+    let ns = Netns::new("down");
     ns.ip(&["link", "set", "lo", "down"]);
     let (code, stderr) = run_monitor_expecting_failure(Some(&ns), &[], &["-i", "lo"]);
     assert_one_line_error(

@@ -50,6 +50,13 @@ const LINK_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// so a second of slack changes nothing a user can see.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the blocker's upkeep runs. The blocker updates the firewall at
+/// most once per `APPLY_INTERVAL_SECS` and leaves the rest pending, and only
+/// its upkeep drops expired entries (iptables rules have no timeout of their
+/// own); without it a pool reported blocked stayed reachable until the next
+/// detection.
+const BLOCK_UPKEEP_EVERY: Duration = Duration::from_secs(stratumguard::block::APPLY_INTERVAL_SECS);
+
 #[derive(clap::Args, Debug)]
 pub struct MonitorArgs {
     /// Interface to capture on (repeat for more, e.g. -i eth1 -i eth2).
@@ -179,18 +186,6 @@ struct Monitor {
 }
 
 impl Monitor {
-    /// Once a second: ages idle flows, and lets the blocker drop expired
-    /// entries and apply what it held back (iptables rules have no timers of
-    /// their own, so without this they would outlive their entries).
-    fn upkeep(&mut self) {
-        self.engine.expire(Timestamp::now());
-        if let Some(b) = self.blocker.as_mut() {
-            if let Err(e) = b.tick() {
-                eprintln!("stratumguard: blocklist upkeep failed: {e:#}");
-            }
-        }
-    }
-
     async fn run(mut self, stats_interval: u64, duration: Option<u64>) -> anyhow::Result<i32> {
         let mut batch = Vec::with_capacity(BATCH);
         let mut running = self.capture.names().len();
@@ -212,6 +207,8 @@ impl Monitor {
         let mut link_check = tokio::time::interval(LINK_CHECK_EVERY);
         link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut links = vec![LinkState::Up; running];
+        let mut block_upkeep = tokio::time::interval(BLOCK_UPKEEP_EVERY);
+        block_upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut terminate = Terminate::new()?;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -232,8 +229,9 @@ impl Monitor {
                         break Stop::AllInterfacesGone;
                     }
                 }
-                _ = expire.tick() => self.upkeep(),
+                _ = expire.tick() => self.engine.expire(Timestamp::now()),
                 _ = link_check.tick() => self.check_links(&mut links),
+                _ = block_upkeep.tick(), if self.blocker.is_some() => self.block_upkeep(),
                 _ = stats.tick(), if stats_interval > 0 => {
                     self.capture.request_stats();
                     stats_due.as_mut().reset(tokio::time::Instant::now() + STATS_SETTLE);
@@ -289,6 +287,16 @@ impl Monitor {
             }
         }
         ended
+    }
+
+    /// Applies blocks held back by the blocker's rate limit and removes
+    /// expired ones. A failure is reported and monitoring goes on.
+    fn block_upkeep(&mut self) {
+        if let Some(b) = self.blocker.as_mut() {
+            if let Err(e) = b.tick() {
+                eprintln!("stratumguard: cannot update the blocklist: {e:#}");
+            }
+        }
     }
 
     /// Reports interfaces whose link state changed since the last check. A
