@@ -338,7 +338,19 @@ impl Blocker {
 
     /// Builds a blocker over a given backend from the settings.
     pub fn open(backend: Box<dyn Backend>, s: &BlockSettings) -> Result<Blocker, BlockError> {
-        let state = State::load(&s.state)?;
+        let mut state = State::load(&s.state)?;
+        match &state.backend {
+            Some(b) if b != backend.name() && !(state.is_empty() && state.ports.is_empty()) => {
+                return Err(BlockError::Invalid {
+                    path: s.state.clone(),
+                    message: format!(
+                        "holds entries applied with the {b} backend; use --backend {b}, or another --state for {}",
+                        backend.name()
+                    ),
+                });
+            }
+            _ => state.backend = Some(backend.name().to_string()),
+        }
         Ok(Blocker::with_parts(s.policy()?, state, backend, s))
     }
 

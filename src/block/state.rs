@@ -153,6 +153,9 @@ pub fn parse_port_list(s: &str) -> Result<Vec<PortRange>, String> {
 #[serde(deny_unknown_fields)]
 struct StateFile<'a> {
     version: u32,
+    /// The backend the entries were applied with (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
     #[serde(default)]
     dropped_over_cap: u64,
     #[serde(default)]
@@ -178,6 +181,10 @@ pub enum Upsert {
 /// under a flood.
 #[derive(Clone, Debug, Default)]
 pub struct State {
+    /// The backend these entries are applied with: one state file serves one
+    /// backend, so that `flush` or `list` with another backend cannot act on
+    /// entries that live in a different firewall.
+    pub backend: Option<String>,
     entries: BTreeMap<IpNet, Entry>,
     by_renewed: BTreeSet<(u64, IpNet)>,
     pub ports: BTreeSet<PortRange>,
@@ -216,6 +223,7 @@ impl State {
             });
         }
         let mut state = State {
+            backend: file.backend,
             ports: file.ports,
             dropped_over_cap: file.dropped_over_cap,
             ..State::default()
@@ -252,6 +260,7 @@ impl State {
     fn file_form(&self) -> StateFile<'_> {
         StateFile {
             version: STATE_VERSION,
+            backend: self.backend.clone(),
             dropped_over_cap: self.dropped_over_cap,
             ports: self.ports.clone(),
             entries: self.entries.values().map(Cow::Borrowed).collect(),

@@ -188,6 +188,18 @@ pub fn run(args: BlockCmd) -> anyhow::Result<i32> {
             // Flushing must work even when the state file is damaged.
             let state =
                 stratumguard::block::state::State::load(&target.settings.state).unwrap_or_default();
+            // A state file kept for another backend is that backend's record:
+            // this flush clears only what stratumguard made here.
+            let keep_state = match state.backend.as_deref() {
+                Some(other) if other != backend.name() => {
+                    eprintln!(
+                        "stratumguard: {} holds the {other} backend's entries; kept (flush that with --backend {other})",
+                        target.settings.state.display()
+                    );
+                    true
+                }
+                _ => keep_state,
+            };
             let mut b = Blocker::with_parts(Default::default(), state, backend, &target.settings);
             let plan = b.flush(keep_state)?;
             if target.settings.dry_run {
