@@ -92,8 +92,7 @@ impl Inspect {
                 r.syn(isn);
             }
         }
-        // A direction whose SYN was seen starts at a message boundary.
-        let framer = [Framer::new(isn[0].is_some()), Framer::new(isn[1].is_some())];
+        let framer = [Framer::new(), Framer::new()];
         let mut session = Session::default();
         session.client = client;
         Inspect {

@@ -2,12 +2,12 @@
 //! newline-terminated lines (raw-TCP Stratum) or HTTP messages (getwork).
 //!
 //! The framer decides what a stream is from its first bytes: `{` means
-//! newline-delimited JSON, `POST ` or `HTTP/1.` means HTTP, anything else
-//! (TLS, SSH, binary protocols) means there is nothing here for us, and the
-//! direction is ignored from then on at the cost of one branch per segment.
-//! When the start of the stream was not seen (no SYN, or after a gap), a
-//! stream may begin mid-line: the framer skips to the next newline and
-//! decides again from there.
+//! newline-delimited JSON, `POST ` or `HTTP/1.` means HTTP, and TLS, SSH or
+//! an HTTP GET mean there is nothing here for us: the direction is ignored
+//! from then on at the cost of one branch per segment. Anything else may be
+//! the middle of a line (a capture that joined mid-stream, a gap) or a
+//! preamble put before the login to hide it: the framer skips to the next
+//! newline and decides again from there, within the inspection depth.
 //!
 //! Complete lines that arrive inside one segment are handed out without a
 //! copy; only a line split across segments is gathered in a buffer, which is
@@ -43,9 +43,10 @@ pub enum Unit<'a> {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Mode {
     /// Deciding what the stream is from its next bytes.
+    #[default]
     Detect,
     Lines,
     Http,
@@ -59,28 +60,43 @@ enum Mode {
     Ignore,
 }
 
+#[derive(Default)]
 pub struct Framer {
     mode: Mode,
-    /// Whether the stream's first byte is known to be a message start. When
-    /// it is, unknown bytes mean "not ours"; when not, they may be the tail of
-    /// a message that began before the capture did.
-    at_start: bool,
     buf: Vec<u8>,
 }
 
 /// The last chunk and the empty trailer that end a chunked HTTP body.
 const CHUNKED_END: &[u8] = b"0\r\n\r\n";
 
-/// Prefixes that mark an HTTP message start.
-const HTTP_STARTS: [&[u8]; 2] = [b"POST ", b"HTTP/1."];
+/// What a stream's first bytes say it is, besides `{` (JSON lines). HTTP
+/// requests other than POST, TLS records and SSH carry no Stratum a payload
+/// reader can see, so they are dropped at once: most of a network's bytes
+/// are these, and they then cost one branch per segment.
+const STARTS: &[(&[u8], Mode)] = &[
+    (b"POST ", Mode::Http),
+    (b"HTTP/1.", Mode::Http),
+    (b"GET ", Mode::Ignore),
+    (b"HEAD ", Mode::Ignore),
+    (b"PUT ", Mode::Ignore),
+    (b"DELETE ", Mode::Ignore),
+    (b"OPTIONS ", Mode::Ignore),
+    (b"CONNECT ", Mode::Ignore),
+    (b"PATCH ", Mode::Ignore),
+    (b"SSH-", Mode::Ignore),
+    // TLS records: change cipher spec, alert, handshake, application data.
+    (b"\x14\x03", Mode::Ignore),
+    (b"\x15\x03", Mode::Ignore),
+    (b"\x16\x03", Mode::Ignore),
+    (b"\x17\x03", Mode::Ignore),
+];
+
+/// Bytes needed to tell every start in [`STARTS`] apart.
+const LONGEST_START: usize = 8;
 
 impl Framer {
-    pub fn new(at_start: bool) -> Framer {
-        Framer {
-            mode: Mode::Detect,
-            at_start,
-            buf: Vec::new(),
-        }
+    pub fn new() -> Framer {
+        Framer::default()
     }
 
     /// Whether this direction has been found to hold nothing we read.
@@ -107,7 +123,6 @@ impl Framer {
         }
         budget.give(self.buf.len());
         self.buf.clear();
-        self.at_start = false;
         self.mode = Mode::Resync;
     }
 
@@ -159,39 +174,42 @@ impl Framer {
                 }
                 Some(_) => {}
             }
-            return self.detect_http(rest, budget);
+            return self.detect_text(rest, budget);
         }
-        self.detect_http(bytes, budget)
+        self.detect_text(bytes, budget)
     }
 
-    /// Decides between HTTP and "not ours", gathering a few bytes when an
-    /// HTTP start line is split across segments.
-    fn detect_http<'b>(&mut self, bytes: &'b [u8], budget: &Budget) -> &'b [u8] {
-        let want = HTTP_STARTS.iter().map(|p| p.len()).max().unwrap_or(0);
-        let take = (want - self.buf.len().min(want)).min(bytes.len());
-        let mut probe = self.buf.clone();
-        probe.extend_from_slice(&bytes[..take]);
+    /// Decides from a message's first bytes (see [`STARTS`]), gathering a
+    /// few bytes when they are split across segments. Bytes that match no
+    /// known start may be anything, a binary preamble a miner sends to hide
+    /// its login among them: framing resumes at the next newline.
+    fn detect_text<'b>(&mut self, bytes: &'b [u8], budget: &Budget) -> &'b [u8] {
+        let mut probe = [0u8; LONGEST_START];
+        let held = self.buf.len().min(LONGEST_START);
+        probe[..held].copy_from_slice(&self.buf[..held]);
+        let take = (LONGEST_START - held).min(bytes.len());
+        probe[held..held + take].copy_from_slice(&bytes[..take]);
+        let probe = &probe[..held + take];
 
-        let full = HTTP_STARTS.iter().any(|p| probe.starts_with(p));
-        let partial = HTTP_STARTS.iter().any(|p| p.starts_with(&probe));
-        if full {
+        if let Some(&(_, mode)) = STARTS.iter().find(|(p, _)| probe.starts_with(p)) {
+            self.mode = mode;
+            if mode == Mode::Ignore {
+                budget.give(self.buf.len());
+                self.buf = Vec::new();
+                return &[];
+            }
             // Bytes gathered while deciding stay in `buf` as the message start.
-            self.mode = Mode::Http;
             return bytes;
         }
-        if partial && probe.len() < want && take == bytes.len() && budget.take(take) {
+        let partial = STARTS.iter().any(|(p, _)| p.starts_with(probe));
+        if partial && take == bytes.len() && budget.take(take) {
             self.buf.extend_from_slice(bytes);
             return &[];
         }
         budget.give(self.buf.len());
         self.buf.clear();
-        if self.at_start {
-            self.mode = Mode::Ignore;
-            &[]
-        } else {
-            self.mode = Mode::Resync;
-            bytes
-        }
+        self.mode = Mode::Resync;
+        bytes
     }
 
     fn lines<'b>(
@@ -426,8 +444,8 @@ mod tests {
     use super::*;
 
     /// Frames `stream` delivered in pieces cut at `cuts`, and returns the units.
-    fn frame(stream: &[u8], cuts: &[usize], at_start: bool) -> Vec<String> {
-        let mut f = Framer::new(at_start);
+    fn frame(stream: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut f = Framer::new();
         let b = Budget::default();
         let mut st = Stats::default();
         let mut units = Vec::new();
@@ -458,12 +476,12 @@ mod tests {
 
     #[test]
     fn every_cut_of_a_session_gives_the_same_lines() {
-        let whole = frame(SESSION, &[], true);
+        let whole = frame(SESSION, &[]);
         assert_eq!(whole.len(), 2);
         for i in 0..=SESSION.len() {
-            assert_eq!(frame(SESSION, &[i], true), whole, "cut at {i}");
+            assert_eq!(frame(SESSION, &[i]), whole, "cut at {i}");
             for j in i..=SESSION.len() {
-                assert_eq!(frame(SESSION, &[i, j], true), whole, "cuts at {i},{j}");
+                assert_eq!(frame(SESSION, &[i, j]), whole, "cuts at {i},{j}");
             }
         }
     }
@@ -471,21 +489,21 @@ mod tests {
     #[test]
     fn byte_by_byte_delivery_gives_the_same_lines() {
         let cuts: Vec<usize> = (1..SESSION.len()).collect();
-        assert_eq!(frame(SESSION, &cuts, true), frame(SESSION, &[], true));
+        assert_eq!(frame(SESSION, &cuts), frame(SESSION, &[]));
     }
 
     #[test]
     fn a_stream_joined_mid_line_resyncs_at_the_next_newline() {
         let s = b"d\":[1,2]}\n{\"id\":3,\"method\":\"mining.submit\"}\n";
         assert_eq!(
-            frame(s, &[], false),
+            frame(s, &[]),
             vec!["L:{\"id\":3,\"method\":\"mining.submit\"}"]
         );
     }
 
     #[test]
     fn binary_stream_start_is_ignored() {
-        let mut f = Framer::new(true);
+        let mut f = Framer::new();
         let mut st = Stats::default();
         f.push(
             &[0x16, 0x03, 0x01, 0x02, 0x00],
@@ -497,8 +515,33 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_preamble_before_the_login_is_skipped_to_the_next_newline() {
+        let s = b"\x00\x01junk\xff\n{\"id\":1,\"method\":\"login\"}\n";
+        for i in 0..=s.len() {
+            assert_eq!(
+                frame(s, &[i]),
+                vec!["L:{\"id\":1,\"method\":\"login\"}"],
+                "cut at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_http_get_is_ignored_even_when_split_inside_the_method() {
+        for i in 0..4 {
+            let mut f = Framer::new();
+            let mut st = Stats::default();
+            let b = Budget::default();
+            let req = b"GET /?q={\"method\":\"mining.subscribe\"}\n HTTP/1.1\r\n\r\n";
+            f.push(&req[..i], &b, &mut st, &mut |_| panic!("no units"));
+            f.push(&req[i..], &b, &mut st, &mut |_| panic!("no units"));
+            assert!(f.is_ignoring());
+        }
+    }
+
+    #[test]
     fn an_endless_line_is_cut_at_the_cap_and_counted() {
-        let mut f = Framer::new(true);
+        let mut f = Framer::new();
         let b = Budget::default();
         let mut st = Stats::default();
         let mut n = 0;
@@ -528,21 +571,21 @@ mod tests {
         ]
         .concat();
         let two = [msg.clone(), msg.clone()].concat();
-        let want = frame(&two, &[], true);
+        let want = frame(&two, &[]);
         assert_eq!(want.len(), 2);
         assert!(
             want[0].contains("getwork") && want[0].ends_with("|true"),
             "{want:?}"
         );
         for i in 0..=two.len() {
-            assert_eq!(frame(&two, &[i], true), want, "cut at {i}");
+            assert_eq!(frame(&two, &[i]), want, "cut at {i}");
         }
     }
 
     #[test]
     fn chunked_http_response_yields_its_first_chunk() {
         let msg = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{\"a\":1}\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        let units = frame(msg, &[], true);
+        let units = frame(msg, &[]);
         assert_eq!(
             units,
             vec![
@@ -551,7 +594,7 @@ mod tests {
             ]
         );
         for i in 0..=msg.len() {
-            assert_eq!(frame(msg, &[i], true), units, "cut at {i}");
+            assert_eq!(frame(msg, &[i]), units, "cut at {i}");
         }
     }
 
@@ -562,7 +605,7 @@ mod tests {
             format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len()).into_bytes();
         msg.extend_from_slice(&big);
         msg.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
-        let units = frame(&msg, &[1000, 20000, 40000], true);
+        let units = frame(&msg, &[1000, 20000, 40000]);
         assert_eq!(
             units.len(),
             2,
