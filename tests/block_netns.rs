@@ -133,12 +133,49 @@ fn flush_removes_only_what_stratumguard_created() {
     ]);
     lab.client.exec(&["ipset", "create", "theirs", "hash:ip"]);
 
+    // One state file per backend: a state file belongs to one backend.
+    let state_of = |backend: &str| {
+        lab.path(&format!("{backend}.json"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
     for backend in ["nftables", "ipset", "iptables"] {
-        lab.sg_ok(&["block", "add", POOL4, "--backend", backend]);
+        let state = state_of(backend);
+        let args = [
+            "block",
+            "add",
+            POOL4,
+            "--backend",
+            backend,
+            "--state",
+            &state,
+        ];
+        let out = lab.sg_raw(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_blocked(&lab, &[POOL4], "by three backends");
     for backend in ["nftables", "ipset", "iptables"] {
-        lab.sg_ok(&["block", "flush", "--keep-state", "--backend", backend]);
+        let state = state_of(backend);
+        let args = [
+            "block",
+            "flush",
+            "--keep-state",
+            "--backend",
+            backend,
+            "--state",
+            &state,
+        ];
+        let out = lab.sg_raw(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_reachable(&lab, &[POOL4], "after flushing every backend");
 
@@ -208,17 +245,22 @@ fn a_malformed_state_file_is_reported_by_line_and_the_last_good_blocks_stay() {
     lab.sg_ok(&["block", "add", POOL4, "--backend", "nftables"]);
     assert_blocked(&lab, &[POOL4], "after block add");
 
-    // A hand edit gone wrong: a missing comma on line 3.
+    // A hand edit gone wrong: a missing comma after `dropped_over_cap`, which
+    // the parser notices on the line after it.
     let good = std::fs::read_to_string(lab.state()).unwrap();
     let bad = good.replacen("\"dropped_over_cap\": 0,", "\"dropped_over_cap\": 0", 1);
     assert_ne!(good, bad);
+    let edited = 1 + good
+        .lines()
+        .position(|l| l.contains("dropped_over_cap"))
+        .unwrap();
     std::fs::write(lab.state(), &bad).unwrap();
 
     let out = lab.sg(&["block", "apply", "--backend", "nftables"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("state.json") && err.contains("line 4"),
+        err.contains("state.json") && err.contains(&format!("line {}", edited + 1)),
         "{err}"
     );
     assert_blocked(&lab, &[POOL4], "while the state file is broken");
