@@ -62,12 +62,11 @@ pub struct PoolRecord {
 }
 
 impl PoolRecord {
-    /// A record with only an address and a confidence, for tests elsewhere.
-    #[cfg(test)]
-    pub(crate) fn for_test(server: &str, confidence: Confidence) -> PoolRecord {
+    /// A record of a pool first seen at `ts`, with nothing learnt yet.
+    fn new(server: SocketAddr, dialect: &str, confidence: Confidence, ts: Timestamp) -> PoolRecord {
         PoolRecord {
-            server: server.parse().expect("test address"),
-            dialect: "stratum-v1".into(),
+            server,
+            dialect: dialect.to_string(),
             confidence,
             methods: BTreeSet::new(),
             agent: None,
@@ -75,9 +74,19 @@ impl PoolRecord {
             algo: None,
             clients: BTreeSet::new(),
             clients_dropped: 0,
+            flows: 0,
+            first_seen: ts,
+            last_seen: ts,
+        }
+    }
+
+    /// A record with only an address and a confidence, for tests elsewhere.
+    #[cfg(test)]
+    pub(crate) fn for_test(server: &str, confidence: Confidence) -> PoolRecord {
+        let server = server.parse().expect("test address");
+        PoolRecord {
             flows: 1,
-            first_seen: Timestamp(0),
-            last_seen: Timestamp(0),
+            ..PoolRecord::new(server, "stratum-v1", confidence, Timestamp(0))
         }
     }
 }
@@ -188,20 +197,8 @@ impl PoolRegistry {
             }
             None => {
                 let id = self.records.len() as PoolId;
-                self.records.push(PoolRecord {
-                    server,
-                    dialect: dialect.to_string(),
-                    confidence,
-                    methods: BTreeSet::new(),
-                    agent: None,
-                    login: None,
-                    algo: None,
-                    clients: BTreeSet::new(),
-                    clients_dropped: 0,
-                    flows: 0,
-                    first_seen: ts,
-                    last_seen: ts,
-                });
+                self.records
+                    .push(PoolRecord::new(server, dialect, confidence, ts));
                 self.index.insert(key, id);
                 let rec = &mut self.records[id as usize];
                 let _ = merge(rec, client, sighting, new_flow, ts);
