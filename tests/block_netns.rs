@@ -134,48 +134,23 @@ fn flush_removes_only_what_stratumguard_created() {
     lab.client.exec(&["ipset", "create", "theirs", "hash:ip"]);
 
     // One state file per backend: a state file belongs to one backend.
-    let state_of = |backend: &str| {
-        lab.path(&format!("{backend}.json"))
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
-    for backend in ["nftables", "ipset", "iptables"] {
-        let state = state_of(backend);
-        let args = [
-            "block",
-            "add",
-            POOL4,
-            "--backend",
-            backend,
-            "--state",
-            &state,
-        ];
-        let out = lab.sg_raw(&args);
+    let with_state = |args: &[&str], backend: &str| {
+        let state = lab.path(&format!("{backend}.json"));
+        let mut all = args.to_vec();
+        all.extend(["--backend", backend, "--state", state.to_str().unwrap()]);
+        let out = lab.sg_raw(&all);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    };
+    for backend in ["nftables", "ipset", "iptables"] {
+        with_state(&["block", "add", POOL4], backend);
     }
     assert_blocked(&lab, &[POOL4], "by three backends");
     for backend in ["nftables", "ipset", "iptables"] {
-        let state = state_of(backend);
-        let args = [
-            "block",
-            "flush",
-            "--keep-state",
-            "--backend",
-            backend,
-            "--state",
-            &state,
-        ];
-        let out = lab.sg_raw(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        with_state(&["block", "flush", "--keep-state"], backend);
     }
     assert_reachable(&lab, &[POOL4], "after flushing every backend");
 
