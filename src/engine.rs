@@ -118,17 +118,14 @@ struct Feed<'a> {
     side: Side,
     sigs: &'a SignatureSet,
     budget: &'a Budget,
-    lines_too_long: u64,
 }
 
 impl StreamSink for Feed<'_> {
     fn data(&mut self, bytes: &[u8]) {
-        let mut st = Stats::default();
         let (session, side, sigs) = (&mut *self.session, self.side, self.sigs);
-        self.framer.push(bytes, self.budget, &mut st, &mut |unit| {
+        self.framer.push(bytes, self.budget, &mut |unit| {
             session.on_unit(side, unit, sigs)
         });
-        self.lines_too_long += st.lines_too_long;
     }
 
     fn gap(&mut self) {
@@ -245,7 +242,6 @@ impl Engine {
                 side,
                 sigs: &self.sigs,
                 budget: &self.budget,
-                lines_too_long: 0,
             };
             reasm[ix].segment(
                 seg.seq,
@@ -254,7 +250,7 @@ impl Engine {
                 &mut self.stats,
                 &self.budget,
             );
-            self.stats.lines_too_long += feed.lines_too_long;
+            self.stats.lines_too_long += std::mem::take(&mut framer[ix].lines_cut);
             self.stats.json_errors += std::mem::take(&mut session.json_errors);
 
             read[ix] += seg.payload.len();

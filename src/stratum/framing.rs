@@ -16,7 +16,6 @@
 use memchr::memmem;
 
 use super::budget::Budget;
-use crate::stats::Stats;
 
 /// Longest line we gather. Stratum lines are small: the largest seen in real
 /// captures are Equihash `mining.submit` calls of about 2.8 KiB and
@@ -64,6 +63,9 @@ enum Mode {
 pub struct Framer {
     mode: Mode,
     buf: Vec<u8>,
+    /// Lines (or HTTP heads) cut at their cap since the owner last took
+    /// this count into its statistics.
+    pub lines_cut: u64,
 }
 
 /// The last chunk and the empty trailer that end a chunked HTTP body.
@@ -127,13 +129,7 @@ impl Framer {
     }
 
     /// Feeds the next in-order bytes; complete units go to `out`.
-    pub fn push(
-        &mut self,
-        mut bytes: &[u8],
-        budget: &Budget,
-        stats: &mut Stats,
-        out: &mut dyn FnMut(Unit<'_>),
-    ) {
+    pub fn push(&mut self, mut bytes: &[u8], budget: &Budget, out: &mut dyn FnMut(Unit<'_>)) {
         while !bytes.is_empty() {
             bytes = match self.mode {
                 Mode::Ignore => return,
@@ -145,8 +141,8 @@ impl Framer {
                     }
                     None => return,
                 },
-                Mode::Lines => self.lines(bytes, budget, stats, out),
-                Mode::Http => self.http(bytes, budget, stats, out),
+                Mode::Lines => self.lines(bytes, budget, out),
+                Mode::Http => self.http(bytes, budget, out),
                 Mode::HttpSkip(n) => {
                     let k = n.min(bytes.len());
                     self.mode = if k == n {
@@ -216,12 +212,11 @@ impl Framer {
         &mut self,
         bytes: &'b [u8],
         budget: &Budget,
-        stats: &mut Stats,
         out: &mut dyn FnMut(Unit<'_>),
     ) -> &'b [u8] {
         let Some(i) = memchr::memchr(b'\n', bytes) else {
             if self.buf.len() + bytes.len() > MAX_LINE || !budget.take(bytes.len()) {
-                self.line_too_long(budget, stats);
+                self.line_too_long(budget);
             } else {
                 self.buf.extend_from_slice(bytes);
             }
@@ -232,7 +227,7 @@ impl Framer {
         if self.buf.is_empty() {
             out(Unit::Line(piece));
         } else if self.buf.len() + piece.len() > MAX_LINE {
-            self.line_too_long(budget, stats);
+            self.line_too_long(budget);
             // The newline ends the long line: the next one is a fresh start.
             self.mode = Mode::Lines;
         } else {
@@ -247,8 +242,8 @@ impl Framer {
         rest
     }
 
-    fn line_too_long(&mut self, budget: &Budget, stats: &mut Stats) {
-        stats.lines_too_long += 1;
+    fn line_too_long(&mut self, budget: &Budget) {
+        self.lines_cut += 1;
         budget.give(self.buf.len());
         self.buf = Vec::new();
         self.mode = Mode::Resync;
@@ -258,7 +253,6 @@ impl Framer {
         &mut self,
         bytes: &'b [u8],
         budget: &Budget,
-        stats: &mut Stats,
         out: &mut dyn FnMut(Unit<'_>),
     ) -> &'b [u8] {
         // Gather up to the cap, then see whether a whole message is there.
@@ -274,7 +268,7 @@ impl Framer {
         let Some(head_end) = memmem::find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
             if self.buf.len() >= MAX_HTTP_MESSAGE {
                 // A head this long is not a getwork client or pool.
-                stats.lines_too_long += 1;
+                self.lines_cut += 1;
                 self.stop(budget);
             }
             return rest;
@@ -342,7 +336,7 @@ impl Framer {
             budget.give(held.len());
             let mut again = held.as_slice();
             while !again.is_empty() && self.mode == Mode::Http {
-                again = self.http(again, budget, stats, out);
+                again = self.http(again, budget, out);
             }
         }
         rest
@@ -447,12 +441,11 @@ mod tests {
     fn frame(stream: &[u8], cuts: &[usize]) -> Vec<String> {
         let mut f = Framer::new();
         let b = Budget::default();
-        let mut st = Stats::default();
         let mut units = Vec::new();
         let mut prev = 0;
         for &c in cuts.iter().chain(std::iter::once(&stream.len())) {
             let c = c.min(stream.len()).max(prev);
-            f.push(&stream[prev..c], &b, &mut st, &mut |u| {
+            f.push(&stream[prev..c], &b, &mut |u| {
                 units.push(match u {
                     Unit::Line(l) => format!("L:{}", String::from_utf8_lossy(l)),
                     Unit::Http {
@@ -504,11 +497,9 @@ mod tests {
     #[test]
     fn binary_stream_start_is_ignored() {
         let mut f = Framer::new();
-        let mut st = Stats::default();
         f.push(
             &[0x16, 0x03, 0x01, 0x02, 0x00],
             &Budget::default(),
-            &mut st,
             &mut |_| panic!("no units"),
         );
         assert!(f.is_ignoring());
@@ -530,11 +521,10 @@ mod tests {
     fn an_http_get_is_ignored_even_when_split_inside_the_method() {
         for i in 0..4 {
             let mut f = Framer::new();
-            let mut st = Stats::default();
             let b = Budget::default();
             let req = b"GET /?q={\"method\":\"mining.subscribe\"}\n HTTP/1.1\r\n\r\n";
-            f.push(&req[..i], &b, &mut st, &mut |_| panic!("no units"));
-            f.push(&req[i..], &b, &mut st, &mut |_| panic!("no units"));
+            f.push(&req[..i], &b, &mut |_| panic!("no units"));
+            f.push(&req[i..], &b, &mut |_| panic!("no units"));
             assert!(f.is_ignoring());
         }
     }
@@ -543,18 +533,17 @@ mod tests {
     fn an_endless_line_is_cut_at_the_cap_and_counted() {
         let mut f = Framer::new();
         let b = Budget::default();
-        let mut st = Stats::default();
         let mut n = 0;
-        f.push(b"{", &b, &mut st, &mut |_| n += 1);
+        f.push(b"{", &b, &mut |_| n += 1);
         for _ in 0..10_000 {
-            f.push(&[b'a'; 1024], &b, &mut st, &mut |_| n += 1);
+            f.push(&[b'a'; 1024], &b, &mut |_| n += 1);
             assert!(f.held() <= MAX_LINE);
         }
-        assert_eq!(st.lines_too_long, 1);
+        assert_eq!(f.lines_cut, 1);
         assert_eq!(n, 0);
         assert_eq!(b.held(), 0);
         // The next newline brings framing back.
-        f.push(b"\n{\"a\":1}\n", &b, &mut st, &mut |_| n += 1);
+        f.push(b"\n{\"a\":1}\n", &b, &mut |_| n += 1);
         assert_eq!(n, 1);
     }
 
